@@ -1,0 +1,3 @@
+from docintel.cli.main import app
+
+app()

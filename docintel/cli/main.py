@@ -1,0 +1,113 @@
+"""The ``docintel`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from docintel.settings import OcrMode, get_settings
+
+app = typer.Typer(
+    help="docintel: PDFs and scans to structured, queryable data.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from docintel import migrate
+
+    migrate.upgrade(get_settings().database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION ('base' removes every table)."""
+    from docintel import migrate
+
+    migrate.downgrade(get_settings().database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@app.command()
+def process(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <name>.json and <name>.md")],
+    ocr_mode: Annotated[OcrMode | None, typer.Option(help="auto | always | never")] = None,
+    dpi: Annotated[
+        int | None, typer.Option(help="Render resolution (default from settings)")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up waiting after this many seconds")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Process FILES end to end and write the results to --out.
+
+    Embedded (no DOCINTEL_BROKER_URL): runs here, with SQLite and the CPU engine.
+    Distributed: submits to the workers and waits. Exit code 0 only if every file is done.
+    """
+    from docintel.cli.process import run_process
+
+    options = {k: v for k, v in {"ocr_mode": ocr_mode, "dpi": dpi}.items() if v is not None}
+    code = run_process(get_settings(), files, out, options, timeout=timeout, quiet=quiet)
+    raise typer.Exit(code)
+
+
+@app.command()
+def show(document_id: str) -> None:
+    """Print a document's JSON (the output contract)."""
+    import uuid
+
+    from docintel.db import session_scope
+    from docintel.output import document_json, load_document
+
+    with session_scope(get_settings().database_url) as session:
+        doc = load_document(session, uuid.UUID(document_id))
+        if doc is None:
+            typer.echo(f"no document {document_id}", err=True)
+            raise typer.Exit(1)
+        json.dump(document_json(doc), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated: cpu, gpu")] = "cpu",
+    concurrency: Annotated[
+        int | None, typer.Option(help="Processes (default: CPU count; gpu: 1)")
+    ] = None,
+    beat: Annotated[bool, typer.Option(help="Also run the periodic sweeper")] = False,
+    loglevel: str = "info",
+) -> None:
+    """Start a Celery worker (distributed mode)."""
+    from docintel.queue.worker import start_worker
+
+    start_worker(queues=queues.split(","), concurrency=concurrency, beat=beat, loglevel=loglevel)
+
+
+@app.command()
+def sweep() -> None:
+    """Re-enqueue work that made no progress (normally run by the worker's --beat)."""
+    from docintel.pipeline.sweeper import sweep as sweep_stage
+    from docintel.queue.base import run_stage
+
+    run_stage(sweep_stage)
+    typer.echo("swept")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    threading.current_thread().name = "docintel"
+    app()

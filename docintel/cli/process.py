@@ -1,0 +1,130 @@
+"""``docintel process``: submit files, show progress, write the contract JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from docintel.db import session_scope
+from docintel.models import DocumentStatus
+from docintel.output import document_json, document_markdown, load_document
+from docintel.service import Progress, submit, wait
+from docintel.settings import Settings
+
+
+def run_process(
+    settings: Settings,
+    files: list[Path],
+    out: Path,
+    options: dict[str, Any],
+    *,
+    timeout: float | None,
+    quiet: bool,
+) -> int:
+    if settings.database_url.startswith("sqlite"):
+        from docintel import migrate
+
+        migrate.upgrade(settings.database_url)  # embedded mode sets itself up
+    out.mkdir(parents=True, exist_ok=True)
+
+    submitted: dict[Path, uuid.UUID] = {}
+    errors: list[BaseException] = []
+
+    def submit_all() -> None:
+        try:
+            for path in files:
+                submitted[path] = submit(settings, path, options=options).document_id
+        except BaseException as error:  # surfaced by the main thread below
+            errors.append(error)
+
+    # Embedded mode does the work inside submit(); run it beside the progress display.
+    worker = threading.Thread(target=submit_all, name="docintel-submit", daemon=True)
+    worker.start()
+    display = _ProgressLine(enabled=not quiet and sys.stderr.isatty())
+    while worker.is_alive():
+        worker.join(0.5)
+        if submitted:
+            from docintel.service import progress
+
+            display.show(progress(settings, submitted.values()), len(files))
+    if errors:
+        raise errors[0]
+    final = wait(
+        settings,
+        submitted.values(),
+        timeout_s=timeout,
+        on_progress=lambda state: display.show(state, len(files)),
+    )
+    display.close()
+
+    by_id = {p.document_id: p for p in final}
+    exit_code = 0
+    names = _output_names(files)
+    for path, doc_id in submitted.items():
+        status = _write_outputs(settings, doc_id, out, names[path])
+        if status != DocumentStatus.DONE:
+            exit_code = 1
+            state = by_id.get(doc_id)
+            detail = _error_line(settings, doc_id) if state and state.terminal else "timed out"
+            print(f"docintel: {path}: {status.value}: {detail}", file=sys.stderr)
+    return exit_code
+
+
+def _output_names(files: list[Path]) -> dict[Path, str]:
+    """<name> for each input; inputs with the same stem get a numeric suffix."""
+    names: dict[Path, str] = {}
+    used: set[str] = set()
+    for path in files:
+        name, n = path.stem, 1
+        while name in used:
+            n += 1
+            name = f"{path.stem}-{n}"
+        used.add(name)
+        names[path] = name
+    return names
+
+
+def _write_outputs(settings: Settings, doc_id: uuid.UUID, out: Path, name: str) -> DocumentStatus:
+    with session_scope(settings.database_url) as session:
+        doc = load_document(session, doc_id)
+        assert doc is not None
+        (out / f"{name}.json").write_text(
+            json.dumps(document_json(doc), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        (out / f"{name}.md").write_text(document_markdown(doc), encoding="utf-8")
+        return doc.status
+
+
+def _error_line(settings: Settings, doc_id: uuid.UUID) -> str:
+    with session_scope(settings.database_url) as session:
+        doc = load_document(session, doc_id)
+        assert doc is not None
+        return f"{doc.error_code}: {doc.error_message}" if doc.error_code else "no error recorded"
+
+
+class _ProgressLine:
+    """One self-overwriting status line on a terminal; silent when piped."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._last = ""
+
+    def show(self, state: list[Progress], files: int) -> None:
+        if not self.enabled:
+            return
+        done_docs = sum(p.terminal for p in state)
+        pages = sum(p.pages_finished for p in state)
+        total = sum(p.pages_total for p in state)
+        line = f"documents {done_docs}/{files} · pages {pages}/{total}"
+        if line != self._last:
+            sys.stderr.write("\r" + line.ljust(len(self._last)))
+            sys.stderr.flush()
+            self._last = line
+
+    def close(self) -> None:
+        if self.enabled and self._last:
+            sys.stderr.write("\n")

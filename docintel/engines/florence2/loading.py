@@ -1,0 +1,192 @@
+"""Load a Florence-2 checkpoint once per process and share it between engines.
+
+The OCR engine and the region detector usually run the same checkpoint; they
+each hold a reference to one loaded model, keyed by (checkpoint, device,
+dtype, attention). When the last holder lets go (an engine's ``close()``,
+which the registry calls when the config changes) the weights are dropped and
+the CUDA cache is emptied, so a long-lived worker never holds two copies.
+
+torch and transformers are imported inside functions only: importing this
+package must stay cheap for the API and CPU-only tools.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from docintel.engines.base import EngineConfig, EngineError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "florence-community/Florence-2-base"
+
+ModelKey = tuple[str, str, str, str]
+"""(checkpoint, device, dtype name, attention implementation)."""
+
+_DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    key: ModelKey
+    model: Any
+    processor: Any
+
+    @property
+    def device(self) -> str:
+        return self.key[1]
+
+    @property
+    def dtype_name(self) -> str:
+        return self.key[2]
+
+    @property
+    def attn_implementation(self) -> str:
+        return self.key[3]
+
+
+@dataclass(slots=True)
+class _Entry:
+    loaded: LoadedModel
+    holders: int
+
+
+_lock = threading.Lock()
+_entries: dict[ModelKey, _Entry] = {}
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested in ("", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineError(f"device {requested!r} requested but CUDA is not available")
+    return requested
+
+
+def resolve_dtype(requested: str, device: str) -> str:
+    """A torch dtype name. auto: bf16 on CUDA where supported, else fp16; fp32 on CPU."""
+    import torch
+
+    if requested in ("", "auto"):
+        if not device.startswith("cuda"):
+            return "float32"
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    try:
+        return _DTYPE_NAMES[requested.lower()]
+    except KeyError:
+        raise EngineError(
+            f"unsupported dtype {requested!r}; use auto, float32, float16 or bfloat16"
+        ) from None
+
+
+def resolve_attn(requested: str | None, device: str) -> str:
+    """flash_attention_2 only where CUDA and the flash-attn package are both present."""
+    if requested and requested != "auto":
+        return requested
+    from transformers.utils import is_flash_attn_2_available
+
+    if device.startswith("cuda") and is_flash_attn_2_available():
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def model_key(config: EngineConfig) -> ModelKey:
+    device = resolve_device(config.device)
+    return (
+        config.model or DEFAULT_MODEL,
+        device,
+        resolve_dtype(config.dtype, device),
+        resolve_attn(config.option("attn_implementation"), device),
+    )
+
+
+def _load(key: ModelKey) -> LoadedModel:
+    import torch
+    from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+    source, device, dtype_name, attn = key
+    dtype = getattr(torch, dtype_name)
+    model: Any
+    # HF_HUB_OFFLINE and the hub cache are honoured by from_pretrained itself;
+    # we never force a download or a local-only lookup.
+    try:
+        processor = AutoProcessor.from_pretrained(source)
+        try:
+            model = Florence2ForConditionalGeneration.from_pretrained(
+                source, dtype=dtype, attn_implementation=attn
+            )
+        except (ImportError, ValueError) as exc:
+            if attn == "sdpa":
+                raise
+            # An attention backend that will not load is a speed issue, not an outage.
+            log.warning("attention %r unavailable (%s); falling back to sdpa", attn, exc)
+            model = Florence2ForConditionalGeneration.from_pretrained(
+                source, dtype=dtype, attn_implementation="sdpa"
+            )
+    except (OSError, ValueError, ImportError) as exc:
+        raise EngineError(f"cannot load Florence-2 checkpoint {source!r}: {exc}") from exc
+    model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    log.info("loaded Florence-2 %s on %s (%s, %s)", source, device, dtype_name, attn)
+    return LoadedModel(key=key, model=model, processor=processor)
+
+
+def acquire(config: EngineConfig) -> LoadedModel:
+    """The shared model for this config, loading it on first use; pair with ``release``."""
+    key = model_key(config)
+    with _lock:
+        entry = _entries.get(key)
+        if entry is None:
+            entry = _Entry(_load(key), 0)
+            _entries[key] = entry
+        entry.holders += 1
+        return entry.loaded
+
+
+def release(key: ModelKey) -> None:
+    """Drop one hold; the last one frees the weights (and the CUDA cache)."""
+    with _lock:
+        entry = _entries.get(key)
+        if entry is None:
+            return
+        entry.holders -= 1
+        if entry.holders > 0:
+            return
+        del _entries[key]
+        del entry
+    free_memory(key[1])
+
+
+def free_memory(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def loaded_keys() -> list[ModelKey]:
+    with _lock:
+        return list(_entries)
+
+
+def holders(key: ModelKey) -> int:
+    with _lock:
+        entry = _entries.get(key)
+        return entry.holders if entry else 0

@@ -1,0 +1,100 @@
+"""Build engines from typed configs and keep one instance per config per process.
+
+Models load once per worker process and are reused by every task. When a task
+asks for a different config (another checkpoint, dtype, device) the old one is
+dropped first, so a long-lived worker never holds two sets of weights.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from docintel.engines.base import EngineConfig, EngineError, OcrEngine, RegionDetector
+
+Factory = Callable[[EngineConfig], Any]
+
+# name -> "module:callable"; modules are imported on first use only.
+_OCR_FACTORIES: dict[str, str] = {
+    "rapidocr": "docintel.engines.rapidocr_engine:build",
+    "florence2": "docintel.engines.florence2.engine:build_ocr",
+}
+_DETECTOR_FACTORIES: dict[str, str] = {
+    "florence2": "docintel.engines.florence2.engine:build_detector",
+}
+
+# Which queue an engine belongs on: CPU engines run next to rendering.
+GPU_ENGINES = frozenset({"florence2"})
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, EngineConfig], Any] = {}
+
+
+def register_ocr(name: str, target: str) -> None:
+    _OCR_FACTORIES[name] = target
+
+
+def register_detector(name: str, target: str) -> None:
+    _DETECTOR_FACTORIES[name] = target
+
+
+def has_region_detector(name: str) -> bool:
+    return name in _DETECTOR_FACTORIES
+
+
+def available_ocr_engines() -> list[str]:
+    return sorted(_OCR_FACTORIES)
+
+
+def _resolve(table: dict[str, str], name: str, kind: str) -> Factory:
+    try:
+        target = table[name]
+    except KeyError:
+        raise EngineError(
+            f"unknown {kind} engine {name!r}; choose one of {', '.join(sorted(table))}"
+        ) from None
+    module_name, _, attr = target.partition(":")
+    factory: Factory = getattr(importlib.import_module(module_name), attr)
+    return factory
+
+
+def _get(kind: str, table: dict[str, str], config: EngineConfig) -> Any:
+    key = (kind, config)
+    with _lock:
+        engine = _cache.get(key)
+        if engine is not None:
+            return engine
+        stale = [k for k in _cache if k[0] == kind]
+        for k in stale:
+            _release(_cache.pop(k))
+        engine = _resolve(table, config.name, kind)(config)
+        _cache[key] = engine
+        return engine
+
+
+def get_ocr_engine(config: EngineConfig) -> OcrEngine:
+    engine: OcrEngine = _get("ocr", _OCR_FACTORIES, config)
+    return engine
+
+
+def get_region_detector(config: EngineConfig) -> RegionDetector:
+    detector: RegionDetector = _get("detector", _DETECTOR_FACTORIES, config)
+    return detector
+
+
+def clear_engines() -> None:
+    """Drop every cached engine and give their memory back (GPU memory included)."""
+    with _lock:
+        while _cache:
+            _release(_cache.popitem()[1])
+
+
+def _release(engine: Any) -> None:
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()
+    del engine
+    gc.collect()

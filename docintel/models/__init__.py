@@ -1,0 +1,30 @@
+"""The ORM models. They import nothing of Celery, the engines, storage or the API."""
+
+from docintel.models.auth import ApiKey
+from docintel.models.base import Base
+from docintel.models.documents import (
+    Document,
+    DocumentStatus,
+    Extraction,
+    Line,
+    Page,
+    PageStatus,
+    TextSource,
+)
+from docintel.models.ingestion import Source, SourceFile
+from docintel.models.jobs import Job
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Document",
+    "DocumentStatus",
+    "Extraction",
+    "Job",
+    "Line",
+    "Page",
+    "PageStatus",
+    "Source",
+    "SourceFile",
+    "TextSource",
+]

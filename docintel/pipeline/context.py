@@ -1,0 +1,63 @@
+"""What a stage function works with: one session, the settings, the blob store.
+
+Stages return the follow-up work as ``FollowUp`` values instead of enqueueing
+it themselves; the task layer sends them only after the transaction commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from docintel.engines.base import EngineConfig
+from docintel.settings import Settings
+from docintel.storage import BlobStore, open_store
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    task: str
+    args: tuple[Any, ...] = ()
+    queue: str | None = None
+
+
+@dataclass(slots=True)
+class StageContext:
+    session: Session
+    settings: Settings
+
+    @property
+    def store(self) -> BlobStore:
+        return store_for(self.settings)
+
+
+def store_for(settings: Settings) -> BlobStore:
+    return _store(settings.storage_url, settings.s3_endpoint_url, settings.s3_region)
+
+
+@lru_cache(maxsize=4)
+def _store(url: str, endpoint: str | None, region: str | None) -> BlobStore:
+    return open_store(url, s3_endpoint_url=endpoint, s3_region=region)
+
+
+def ocr_engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        name=settings.ocr_engine,
+        model=settings.ocr_model,
+        device=settings.device,
+        dtype=settings.dtype,
+        batch_size=settings.ocr_batch_size,
+        options=tuple(sorted((k, _frozen(v)) for k, v in settings.ocr_options.items())),
+    )
+
+
+def _frozen(value: Any) -> Any:
+    # EngineConfig is a cache key: JSON lists and objects become hashable tuples.
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return value

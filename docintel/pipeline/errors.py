@@ -1,0 +1,35 @@
+"""Permanent failures of bad input, each with a stable code users can filter on.
+
+A ``DocumentError`` means the input itself is bad: it is recorded on the
+document or page with its code and message and is never retried. Anything
+else that escapes a stage is treated as transient and retried by the queue.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    UNSUPPORTED_TYPE = "unsupported_type"
+    EMPTY_FILE = "empty_file"
+    TOO_LARGE = "too_large"
+    TOO_MANY_PAGES = "too_many_pages"
+    ZERO_PAGES = "zero_pages"
+    ENCRYPTED = "encrypted"
+    CORRUPT = "corrupt"
+    PAGE_TOO_LARGE = "page_too_large"
+    RENDER_FAILED = "render_failed"
+    OCR_FAILED = "ocr_failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+
+class DocumentError(Exception):
+    """Bad input: not retried; recorded with ``code`` and a message a person can act on."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

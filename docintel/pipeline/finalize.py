@@ -1,0 +1,77 @@
+"""Finalize: once no page is left in flight, settle the document's status and its job.
+
+Every finished page asks for this; all but the last find pages in flight and
+return at once. Running it twice gives the same result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import func, select
+
+from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
+from docintel.models.base import utcnow
+from docintel.pipeline.context import FollowUp, StageContext
+
+_IN_FLIGHT = (PageStatus.PENDING, PageStatus.OCR)
+
+
+def finalize_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
+    session = ctx.session
+    doc_id = uuid.UUID(document_id)
+    counts: Counter[PageStatus] = Counter(
+        dict(
+            session.execute(
+                select(Page.status, func.count())
+                .where(Page.document_id == doc_id)
+                .group_by(Page.status)
+            ).all()
+        )
+    )
+    if any(counts[s] for s in _IN_FLIGHT):
+        return []
+    doc = session.get(Document, doc_id, with_for_update=True)
+    if doc is None or doc.status != DocumentStatus.PROCESSING:
+        return []
+
+    done, failed = counts[PageStatus.DONE], counts[PageStatus.FAILED]
+    if failed == 0:
+        doc.status = DocumentStatus.DONE
+    elif done:
+        doc.status = DocumentStatus.PARTIAL
+        doc.error_code = "partial"
+        doc.error_message = f"{failed} of {done + failed} pages failed; see each page's error"
+    else:
+        doc.status = DocumentStatus.FAILED
+        first = session.execute(
+            select(Page.error_code, Page.error_message)
+            .where(Page.document_id == doc_id, Page.status == PageStatus.FAILED)
+            .order_by(Page.number)
+            .limit(1)
+        ).one()
+        doc.error_code = first.error_code
+        doc.error_message = f"every page failed; page 1: {first.error_message}"
+    doc.finished_at = utcnow()
+
+    job = session.scalar(
+        select(Job).where(Job.document_id == doc_id, Job.finished_at.is_(None)).limit(1)
+    )
+    if job is not None:
+        job.status = doc.status.value
+        job.pages_done, job.pages_failed = done, failed
+        job.stage_seconds = _stage_totals(
+            session.scalars(select(Page.timings).where(Page.document_id == doc_id))
+        )
+        job.finished_at = doc.finished_at
+    return []
+
+
+def _stage_totals(timings: Any) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for entry in timings:
+        for stage, seconds in (entry or {}).items():
+            totals[stage] = totals.get(stage, 0.0) + float(seconds)
+    return {stage: round(seconds, 3) for stage, seconds in totals.items()}

@@ -1,0 +1,114 @@
+"""OCR stage: claim a batch of rendered pages, recognize them together, write the lines.
+
+Messages are only wake-ups; the database is the queue. Each ``ocr_batch`` task
+claims up to a batch of pages waiting for OCR, from any document, so a GPU
+stays busy across many small documents. Claims are committed before the slow
+part, and the sweeper frees the claims of a worker that died.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Sequence
+
+from PIL import Image
+from sqlalchemy import select
+
+from docintel.engines.base import OcrEngine, Region, TextLine
+from docintel.engines.registry import (
+    GPU_ENGINES,
+    get_ocr_engine,
+    get_region_detector,
+    has_region_detector,
+)
+from docintel.models import Page, TextSource
+from docintel.pipeline.claims import claim_ocr_batch
+from docintel.pipeline.context import FollowUp, StageContext, ocr_engine_config
+from docintel.pipeline.errors import DocumentError, ErrorCode
+from docintel.pipeline.page_results import (
+    add_timing,
+    fail_page,
+    write_page_lines,
+    write_regions,
+)
+
+log = logging.getLogger(__name__)
+
+
+def ocr_batch(ctx: StageContext) -> list[FollowUp]:
+    session, settings = ctx.session, ctx.settings
+    config = ocr_engine_config(settings)
+    batch = settings.gpu_batch_pages if config.name in GPU_ENGINES else 1
+    page_ids = claim_ocr_batch(session, batch, settings.stuck_after_s)
+    if not page_ids:
+        return []
+    engine = get_ocr_engine(config)
+    pages = list(session.scalars(select(Page).where(Page.id.in_(page_ids)).order_by(Page.id)))
+    images = [_load_image(ctx, page) for page in pages]
+
+    started = time.perf_counter()
+    results = _recognize_isolating_failures(engine, images)
+    per_page = (time.perf_counter() - started) / len(pages)
+
+    regions = _detect_regions(ctx, images) if settings.detect_regions else None
+    for n, (page, result) in enumerate(zip(pages, results, strict=True)):
+        add_timing(page, "ocr", per_page)
+        if isinstance(result, DocumentError):
+            fail_page(page, result)
+            continue
+        write_page_lines(session, page, result, TextSource.OCR, config.name)
+        if regions is not None:
+            write_regions(session, page, regions[n], config.name)
+    return [
+        FollowUp("docintel.finalize", (str(doc_id),)) for doc_id in {p.document_id for p in pages}
+    ]
+
+
+def _detect_regions(ctx: StageContext, images: Sequence[Image.Image]) -> list[list[Region]] | None:
+    """Table/chart candidates where the engine has a detector; a failure costs only them."""
+    config = ocr_engine_config(ctx.settings)
+    if not has_region_detector(config.name):
+        return None
+    started = time.perf_counter()
+    try:
+        regions = get_region_detector(config).detect(images)
+    except Exception:
+        log.exception("region detection failed; pages keep their text without regions")
+        return None
+    log.info("detected regions on %d pages in %.2fs", len(images), time.perf_counter() - started)
+    return regions
+
+
+def _load_image(ctx: StageContext, page: Page) -> Image.Image:
+    if not page.image_key:
+        raise RuntimeError(f"page {page.id} has no stored image")
+    image = Image.open(io.BytesIO(ctx.store.get_bytes(page.image_key)))
+    image.load()
+    return image
+
+
+def _recognize_isolating_failures(
+    engine: OcrEngine, images: Sequence[Image.Image]
+) -> list[list[TextLine] | DocumentError]:
+    """One batch call; if it fails, page by page, so one bad page fails alone."""
+    try:
+        return list(engine.recognize(images))
+    except Exception as error:
+        if len(images) == 1:
+            log.exception("OCR failed")
+            return [_ocr_error(error)]
+    results: list[list[TextLine] | DocumentError] = []
+    for image in images:
+        try:
+            results.append(engine.recognize([image])[0])
+        except Exception as error:
+            log.exception("OCR failed on one page of a batch")
+            results.append(_ocr_error(error))
+    return results
+
+
+def _ocr_error(error: Exception) -> DocumentError:
+    detail = f"{type(error).__name__}: {error}"[:500]
+    return DocumentError(ErrorCode.OCR_FAILED, f"the OCR engine failed on this page ({detail})")

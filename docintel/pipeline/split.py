@@ -1,0 +1,67 @@
+"""Split: count pages, create one row per page, fan the pages out to workers.
+
+Redelivery-safe: page rows are keyed by (document, number), so a second run
+creates only the missing rows and re-sends only pages that are still pending.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
+from docintel.models.base import utcnow
+from docintel.pipeline.context import FollowUp, StageContext
+from docintel.pipeline.errors import DocumentError
+from docintel.pipeline.originals import local_original
+from docintel.pipeline.sources import open_source
+
+
+def split_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
+    session, settings = ctx.session, ctx.settings
+    doc = session.get(Document, uuid.UUID(document_id), with_for_update=True)
+    if doc is None or doc.status not in (DocumentStatus.QUEUED, DocumentStatus.PROCESSING):
+        return []
+    try:
+        with open_source(
+            local_original(ctx, doc),
+            doc.media_type,
+            max_pages=settings.max_pages,
+            max_page_pixels=settings.max_page_pixels,
+            dpi=render_dpi(doc, settings.render_dpi),
+        ) as source:
+            page_count = source.page_count
+    except DocumentError as error:
+        fail_document(doc, error)
+        return []
+
+    doc.page_count = page_count
+    doc.status = DocumentStatus.PROCESSING
+    have = set(session.scalars(select(Page.number).where(Page.document_id == doc.id)))
+    session.add_all(
+        Page(document_id=doc.id, number=n) for n in range(1, page_count + 1) if n not in have
+    )
+    if (
+        session.scalar(select(Job.id).where(Job.document_id == doc.id, Job.finished_at.is_(None)))
+        is None
+    ):
+        session.add(Job(document_id=doc.id, pages_total=page_count))
+    session.flush()
+    pending = session.scalars(
+        select(Page.id)
+        .where(Page.document_id == doc.id, Page.status == PageStatus.PENDING)
+        .order_by(Page.number)
+    )
+    return [FollowUp("docintel.process_page", (page_id,)) for page_id in pending]
+
+
+def render_dpi(doc: Document, default: int) -> int:
+    return int(doc.options.get("dpi") or default)
+
+
+def fail_document(doc: Document, error: DocumentError) -> None:
+    doc.status = DocumentStatus.FAILED
+    doc.error_code = error.code
+    doc.error_message = error.message
+    doc.finished_at = utcnow()

@@ -1,0 +1,1 @@
+"""The Celery layer: thin tasks that take IDs, call one stage, commit, enqueue the next."""

@@ -1,0 +1,54 @@
+"""The Celery application, configured from docintel settings.
+
+With no broker configured the same tasks run eagerly in this process
+(embedded mode); with Redis they go to ``cpu`` and ``gpu`` workers.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from docintel.queue.signals import install as install_signals
+from docintel.settings import Settings, get_settings
+
+CPU_QUEUE = "cpu"
+GPU_QUEUE = "gpu"
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    app.conf.update(
+        broker_url=settings.broker_url or "memory://",
+        task_always_eager=settings.embedded,
+        # Failures are recorded on the document/page by our task base class; eager
+        # mode must not re-raise them into the caller.
+        task_eager_propagates=False,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=max(1, settings.task_time_limit_s - 30),
+        worker_prefetch_multiplier=1,
+        # Redelivery of a message whose worker died: must exceed the task time limit,
+        # or long pages would be delivered twice while still running.
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        task_default_queue=CPU_QUEUE,
+        task_queues=[Queue(CPU_QUEUE), Queue(GPU_QUEUE)],
+        beat_schedule={
+            "sweep-stuck-work": {
+                "task": "docintel.sweep",
+                "schedule": float(settings.sweep_interval_s),
+                "options": {"queue": CPU_QUEUE, "expires": float(settings.sweep_interval_s)},
+            }
+        },
+        worker_hijack_root_logger=False,
+    )
+
+
+app = Celery("docintel", include=["docintel.queue.tasks"])
+configure(app, get_settings())
+install_signals()

@@ -1,0 +1,97 @@
+"""Submit files and follow them to the end; used by the CLI (and by the API later).
+
+In embedded mode the tasks run inside ``submit`` itself (eager queue); in the
+distributed mode ``submit`` only enqueues, and ``wait`` watches the database.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from docintel.db import session_scope
+from docintel.models import Document, DocumentStatus, Page, PageStatus
+from docintel.pipeline.context import StageContext
+from docintel.pipeline.ingest import IngestResult, ingest_file
+from docintel.queue.base import dispatch
+from docintel.settings import Settings
+
+TERMINAL = frozenset(
+    {DocumentStatus.DONE, DocumentStatus.PARTIAL, DocumentStatus.FAILED, DocumentStatus.CANCELLED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    document_id: uuid.UUID
+    status: DocumentStatus
+    pages_total: int
+    pages_finished: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+def submit(
+    settings: Settings, path: Path, *, options: dict[str, Any] | None = None, source: str = "cli"
+) -> IngestResult:
+    with session_scope(settings.database_url) as session:
+        result = ingest_file(StageContext(session, settings), path, options=options, source=source)
+    dispatch(result.follow_ups)  # after commit: workers must find the rows they are sent for
+    return result
+
+
+def progress(settings: Settings, ids: Iterable[uuid.UUID]) -> list[Progress]:
+    ids = list(ids)
+    with session_scope(settings.database_url) as session:
+        docs = {
+            row.id: row
+            for row in session.execute(
+                select(Document.id, Document.status, Document.page_count).where(
+                    Document.id.in_(ids)
+                )
+            )
+        }
+        finished = dict(
+            session.execute(
+                select(Page.document_id, func.count())
+                .where(
+                    Page.document_id.in_(ids),
+                    Page.status.in_((PageStatus.DONE, PageStatus.FAILED)),
+                )
+                .group_by(Page.document_id)
+            ).all()
+        )
+    return [
+        Progress(doc_id, docs[doc_id].status, docs[doc_id].page_count or 0, finished.get(doc_id, 0))
+        for doc_id in ids
+        if doc_id in docs
+    ]
+
+
+def wait(
+    settings: Settings,
+    ids: Iterable[uuid.UUID],
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 0.5,
+    on_progress: Callable[[list[Progress]], None] | None = None,
+) -> list[Progress]:
+    ids = list(ids)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        state = progress(settings, ids)
+        if on_progress is not None:
+            on_progress(state)
+        if all(p.terminal for p in state):
+            return state
+        if deadline is not None and time.monotonic() > deadline:
+            return state
+        time.sleep(poll_s)

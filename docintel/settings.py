@@ -1,0 +1,84 @@
+"""Typed settings, read from ``DOCINTEL_*`` environment variables and an optional ``.env``.
+
+The defaults give the embedded mode: a SQLite file, a local blob folder and an
+in-process queue, all under ``DOCINTEL_DATA_DIR``. Pointing ``DATABASE_URL`` at
+Postgres and ``BROKER_URL`` at Redis turns the same code into the distributed mode.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OcrMode = Literal["auto", "always", "never"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DOCINTEL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(default=Path(".docintel"), description="Root of embedded-mode state.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir.")
+    broker_url: str = Field(
+        default="", description="Celery broker; empty runs tasks in-process (embedded mode)."
+    )
+    storage_url: str = Field(
+        default="", description="file:///path or s3://bucket/prefix; default data_dir/blobs."
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint.")
+    s3_region: str | None = None
+
+    # Engines: stages never name a model, they ask the registry for these.
+    ocr_engine: str = "rapidocr"
+    ocr_model: str = Field(
+        default="florence-community/Florence-2-base",
+        description="Checkpoint id or local directory for model-based OCR engines.",
+    )
+    ocr_batch_size: int = Field(default=8, ge=1)
+    ocr_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Engine-specific options as JSON, e.g. {"tile_size": 1280, "num_beams": 3}.',
+    )
+    detect_regions: bool = Field(default=True, description="Run table/chart region detection.")
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+    dtype: str = Field(default="auto", description="auto | float32 | float16 | bfloat16")
+
+    # Limits: bad or hostile input is refused with a clear error, never crashes a worker.
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_pages: int = Field(default=5000, ge=1)
+    max_page_pixels: int = Field(default=80_000_000, ge=1)
+    render_dpi: int = Field(default=200, ge=36, le=1200)
+    ocr_mode: OcrMode = "auto"
+
+    # Queue behaviour.
+    task_time_limit_s: int = Field(default=600, ge=1)
+    stuck_after_s: int = Field(default=900, ge=1, description="Sweeper re-enqueues after this.")
+    max_page_attempts: int = Field(default=3, ge=1, description="Then a stuck page fails.")
+    visibility_timeout_s: int = Field(
+        default=3600, ge=1, description="Redis redelivers an unacked message after this."
+    )
+    sweep_interval_s: int = Field(default=60, ge=1)
+    gpu_batch_pages: int = Field(default=8, ge=1, description="Pages per GPU task.")
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'docintel.db').resolve()}"
+        if not self.storage_url:
+            self.storage_url = (self.data_dir / "blobs").resolve().as_uri()
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: tasks run in this process."""
+        return not self.broker_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,60 @@
+"""Alembic environment: models' metadata, URL from docintel settings."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection, text
+
+from docintel.db import make_engine
+from docintel.models import Base
+from docintel.settings import get_settings
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    # A caller (tests, `docintel db upgrade`) may pass the URL explicitly.
+    explicit = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+    return explicit or get_settings().database_url
+
+
+def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Never queue behind a long transaction holding a lock while we hold ours.
+        connection.execute(text("SET lock_timeout = '10s'"))
+        connection.execute(text("SET statement_timeout = '300s'"))
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    engine = make_engine(_url())
+    try:
+        # begin(): the SET statements above open the transaction, so commit it here.
+        with engine.begin() as conn:
+            _run(conn)
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,73 @@
+"""Fixtures: one tiny random Florence-2 checkpoint per session, engines built from it."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from docintel.engines import registry
+from docintel.engines.base import EngineConfig
+from docintel.engines.florence2 import loading
+from tests.fixtures.tiny_florence2 import build_tiny_florence2
+
+ConfigFactory = Callable[..., EngineConfig]
+
+
+@pytest.fixture(scope="session")
+def tiny_florence2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_florence2(tmp_path_factory.mktemp("tiny_florence2"))
+
+
+@pytest.fixture
+def make_config(tiny_florence2_dir: Path) -> ConfigFactory:
+    """EngineConfig for the tiny checkpoint on CPU; keyword arguments become options."""
+
+    def make(batch_size: int = 8, dtype: str = "auto", **options: Any) -> EngineConfig:
+        return EngineConfig(
+            name="florence2",
+            model=str(tiny_florence2_dir),
+            device="cpu",
+            dtype=dtype,
+            batch_size=batch_size,
+            options=tuple(sorted(options.items())),
+        )
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """The tiny model gains nothing from threads, and on a busy 2-core machine
+    OpenMP spin-waiting makes each generate call up to 100x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _models_released() -> Iterator[None]:
+    """Every test must leave no model loaded: engines are closed or collected."""
+    yield
+    registry.clear_engines()
+    if loading.loaded_keys():  # engines not closed are released when collected
+        gc.collect()
+    assert loading.loaded_keys() == []
+
+
+@pytest.fixture(scope="session")
+def processor(tiny_florence2_dir: Path) -> Any:
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_florence2_dir)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(processor: Any) -> Any:
+    return processor.tokenizer

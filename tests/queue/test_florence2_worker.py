@@ -1,0 +1,71 @@
+"""Florence-2 through the whole distributed pipeline: a CPU worker renders, a GPU-queue
+worker (here on CPU, with a tiny random checkpoint) claims the pages and runs OCR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from docintel.db import session_scope
+from docintel.models import Extraction, Line, Page
+from docintel.service import submit, wait
+from tests import services
+from tests.fixtures import documents as fx
+from tests.fixtures.tiny_florence2 import build_tiny_florence2, loc
+from tests.runtime import apply_env, base_env, running_worker
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.slow]
+
+
+def test_scans_are_read_by_florence2_on_the_gpu_queue(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tiny checkpoint is wired to answer this line for every tile, whatever the image,
+    # so real lines flow through tiling, parsing, merging and the database.
+    answer = "Total 42.00" + loc(100, 100, 500, 100, 500, 200, 100, 200)
+    model_dir = build_tiny_florence2(tmp_path / "tiny-florence2", answer=answer)
+    with services.redis_database() as broker:
+        env = {
+            **base_env(tmp_path, pg_url, broker),
+            "DOCINTEL_OCR_ENGINE": "florence2",
+            "DOCINTEL_OCR_MODEL": str(model_dir),
+            "DOCINTEL_DEVICE": "cpu",
+            "DOCINTEL_GPU_BATCH_PAGES": "4",
+            "HF_HUB_OFFLINE": "1",
+            "DOCINTEL_OCR_OPTIONS": '{"tile_size": 4096}',  # one tile per page
+        }
+        settings = apply_env(monkeypatch, env)
+        texts = [f"Scanned page {n}" for n in range(1, 4)]
+        path = fx.make_mixed_pdf(tmp_path / "mixed.pdf", ["Typed page", *texts], scanned={2, 3, 4})
+
+        # Two workers, as in production: only the second listens on the gpu queue, so
+        # the document can only finish if OCR was routed there.
+        with running_worker(env, queues="cpu"), running_worker(env, queues="gpu") as gpu:
+            doc_id = submit(settings, path).document_id
+            (state,) = wait(settings, [doc_id], timeout_s=180, poll_s=0.3)
+            assert state.status == "done", gpu.log()
+            assert "docintel.ocr_batch" in gpu.log()
+
+    with session_scope(settings.database_url) as session:
+        pages = {
+            p.number: p for p in session.scalars(select(Page).where(Page.document_id == doc_id))
+        }
+        assert pages[1].text_source == "native" and pages[1].text == "Typed page"
+        assert {pages[n].text_source for n in (2, 3, 4)} == {"ocr"}
+        ocr_ids = [pages[n].id for n in (2, 3, 4)]
+        for number in (2, 3, 4):
+            page = pages[number]
+            (line,) = session.scalars(select(Line).where(Line.page_id == page.id)).all()
+            assert (line.text, line.engine, page.text) == (
+                "Total 42.00",
+                "florence2",
+                "Total 42.00",
+            )
+            # <loc_100>..<loc_500> are thousandths of the page image: back in page pixels.
+            width, height = page.width or 0, page.height or 0
+            assert line.polygon[0] == pytest.approx(0.1005 * width, abs=2)
+            assert line.polygon[5] == pytest.approx(0.2005 * height, abs=2)
+        kinds = set(session.scalars(select(Extraction.kind).where(Extraction.page_id.in_(ocr_ids))))
+        assert kinds <= {"table", "chart"}
