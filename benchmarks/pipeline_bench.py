@@ -497,7 +497,8 @@ def client_main(plan_path: Path, result_path: Path) -> int:
                 row["document"] = data["document"]
                 row["pages"] = [
                     {k: v for k, v in page.items() if k not in ("lines", "markdown")}
-                    for page in data["pages"]
+                    | {"image_key": stored.image_key}
+                    for page, stored in zip(data["pages"], doc.pages, strict=True)
                 ]
         result["groups"].append({"name": group["name"], "t0": t0, "t1": t1, "rows": rows})
         log(f"{result['mode']}: {group['name']}: {len(rows)} documents in {t1 - t0:.1f} s")
@@ -655,13 +656,9 @@ def run_distributed(
                 key=lambda p: p.tree,
                 default=Peak(),
             )
+            # Per kind, the larger of the two workers' peaks while that kind ran.
             for kind_run in run.kinds.values():
-                windows = [
-                    sampler.peak([label], since=None, until=None) for label in ()
-                ]  # placeholder for clarity: per-worker peaks computed below
-                del windows
-                rows = data["groups"]
-                window = next(g for g in rows if g["name"] == kind_run.kind)
+                window = next(g for g in data["groups"] if g["name"] == kind_run.kind)
                 kind_run.peak = max(
                     (
                         sampler.peak([label], window["t0"], window["t1"] + sampler.interval)
@@ -676,3 +673,286 @@ def run_distributed(
                 sampler.unwatch(label)
             pool.stop()
     return run
+
+
+# -- OCR quality ------------------------------------------------------------------------
+
+
+def reference_text(path: Path) -> str:
+    """Ground truth as plain text: Markdown headings and list markers dropped."""
+    text = path.read_text(encoding="utf-8")
+    if path.name.endswith(".md"):
+        lines = [line.lstrip("#").lstrip() for line in text.splitlines()]
+        lines = [line[2:] if line.startswith(("- ", "* ")) else line for line in lines]
+        text = "\n".join(lines)
+    return text
+
+
+def page_cers(texts: Sequence[str], reference: str) -> float:
+    """CER of a document. A multi-page document whose ground truth is one page (the same
+    page turned four ways, say) is scored page by page and averaged."""
+    from tests.text_metrics import cer
+
+    if len(texts) <= 1:
+        return cer("\n".join(texts), reference)
+    return sum(cer(text, reference) for text in texts) / len(texts)
+
+
+class EngineDirect:
+    """RapidOCR with its own defaults, called on docintel's stored page images: the
+    baseline docintel's OCR path must not fall behind."""
+
+    def __init__(self) -> None:
+        from rapidocr import RapidOCR
+
+        self._ocr = RapidOCR(params={"Global.log_level": "warning"})
+
+    def read(self, image: Any) -> str:
+        import numpy as np
+
+        result = self._ocr(np.asarray(image.convert("RGB")))
+        return "\n".join(getattr(result, "txts", None) or ())
+
+
+@dataclass
+class CerRow:
+    file: str
+    pages: int
+    docintel: dict[str, float | None]  # by mode
+    engine: float | None
+
+
+def measure_cer(
+    docs: Sequence[CorpusDoc], runs: Sequence[ModeRun], stores: dict[str, str]
+) -> list[CerRow]:
+    """docintel's page text per mode, and RapidOCR direct on the images the first mode
+    stored (every mode renders the same pages at the same DPI)."""
+    import io
+
+    from PIL import Image
+
+    from docintel.storage import open_store
+
+    rows_by_mode = {
+        run.mode: {row["file"]: row for kind in run.kinds.values() for row in kind.rows}
+        for run in runs
+    }
+    engine = EngineDirect()
+    table = []
+    for doc in docs:
+        gt = doc.text_gt
+        if gt is None or doc.kind not in OCR_KINDS:
+            continue
+        reference = reference_text(gt)
+        result = CerRow(doc.local_path, 0, {}, None)
+        image_keys: list[str] | None = None
+        image_store = None
+        for run in runs:
+            row = rows_by_mode[run.mode].get(str(doc.path))
+            pages = (row or {}).get("pages") or []
+            if not pages:
+                result.docintel[run.mode] = None
+                continue
+            result.pages = len(pages)
+            result.docintel[run.mode] = page_cers([p.get("text") or "" for p in pages], reference)
+            if image_keys is None and all(p.get("image_key") for p in pages):
+                image_keys = [p["image_key"] for p in pages]
+                image_store = open_store(stores[run.mode])
+        if image_keys and image_store is not None:
+            texts = []
+            for key in image_keys:
+                with Image.open(io.BytesIO(image_store.get_bytes(key))) as image:
+                    texts.append(engine.read(image))
+            result.engine = page_cers(texts, reference)
+        table.append(result)
+        log(f"CER {doc.local_path}: {result.docintel} engine={result.engine}")
+    return table
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def throughput_table(runs: Sequence[ModeRun]) -> str:
+    rows = []
+    for run in runs:
+        for kind in KINDS:
+            kind_run = run.kinds.get(kind)
+            if kind_run is None or not kind_run.rows:
+                continue
+            pages = kind_run.pages
+            rate = f"{pages / kind_run.seconds:.2f}" if pages and kind_run.seconds else "-"
+            largest, tree = kind_run.peak.mib()
+            rows.append(
+                [
+                    run.mode,
+                    kind,
+                    len(kind_run.rows),
+                    pages,
+                    f"{kind_run.seconds:.1f}",
+                    rate,
+                    largest,
+                    tree,
+                ]
+            )
+    header = ["mode", "kind", "docs", "pages", "seconds", "pages/s", "peak RSS MiB", "tree MiB"]
+    return markdown_table(header, rows)
+
+
+def cer_table(rows: Sequence[CerRow], modes: Sequence[str]) -> str:
+    header = ["document", "pages", *(f"docintel {m}" for m in modes), "RapidOCR direct", "verdict"]
+    body = []
+    for row in rows:
+        ours = [row.docintel.get(mode) for mode in modes]
+        known = [v for v in ours if v is not None]
+        if not known or row.engine is None:
+            verdict = "-"
+        elif max(known) <= row.engine + CER_TOLERANCE:
+            verdict = "not worse"
+        else:
+            verdict = "WORSE"
+        body.append([row.file, row.pages, *(_pct(v) for v in ours), _pct(row.engine), verdict])
+    means = []
+    for mode in modes:
+        values = [r.docintel.get(mode) for r in rows]
+        known = [v for v in values if v is not None]
+        means.append(_pct(sum(known) / len(known)) if known else "-")
+    engine_values = [r.engine for r in rows if r.engine is not None]
+    engine_mean = _pct(sum(engine_values) / len(engine_values)) if engine_values else "-"
+    body.append(["**mean**", sum(r.pages for r in rows), *means, engine_mean, ""])
+    return markdown_table(header, body)
+
+
+def _outcome(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "-"
+    if row.get("error"):
+        return f"client error: {row['error']}"
+    doc = row.get("document") or {}
+    error = doc.get("error") or {}
+    status = doc.get("status") or "?"
+    return f"{status}/{error['code']}" if error.get("code") and status != "done" else status
+
+
+def _matches(outcome: str, expected: str) -> bool:
+    if "/" not in expected:
+        return outcome == expected
+    status, codes = expected.split("/", 1)
+    return outcome.split("/", 1)[0] == status and outcome.split("/", 1)[-1] in codes.split("|")
+
+
+def malformed_table(docs: Sequence[CorpusDoc], runs: Sequence[ModeRun]) -> str:
+    by_mode = {
+        run.mode: {row["file"]: row for kind in run.kinds.values() for row in kind.rows}
+        for run in runs
+    }
+    rows = []
+    for doc in docs:
+        expected = EXPECTED_MALFORMED.get(doc.local_path, "?")
+        outcomes = [_outcome(by_mode[run.mode].get(str(doc.path))) for run in runs]
+        ok = all(_matches(o, expected) for o in outcomes)
+        rows.append([doc.local_path, expected, *outcomes, "yes" if ok else "NO"])
+    return markdown_table(["file", "expected", *(r.mode for r in runs), "as expected"], rows)
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
+    parser.add_argument("--modes", default="embedded,distributed")
+    parser.add_argument("--quick", action="store_true", help="at most 2 documents per kind")
+    parser.add_argument("--limit", type=int, help="at most N documents per kind")
+    parser.add_argument("--dpi", type=int, help="render DPI (default: docintel's)")
+    parser.add_argument("--workers", type=int, default=2, help="distributed worker processes")
+    parser.add_argument("--concurrency", type=int, default=1, help="pool size per worker")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per kind")
+    parser.add_argument("--redis-db", type=int, default=14)
+    parser.add_argument("--keep", type=Path, help="keep the work folder here")
+    parser.add_argument("--client", nargs=2, type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client:
+        return client_main(*args.client)
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = set(modes) - {"embedded", "distributed"}
+    if unknown:
+        parser.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
+    limit = 2 if args.quick else args.limit
+    corpus_docs = load_manifest(args.corpus)
+    groups = select_docs(corpus_docs, limit)
+    plan = [(kind, [d.path for d in groups[kind]]) for kind in KINDS if groups[kind]]
+    log(", ".join(f"{kind}: {len(groups[kind])}" for kind in KINDS))
+
+    work_ctx: Any = (
+        contextlib.nullcontext(str(args.keep))
+        if args.keep
+        else tempfile.TemporaryDirectory(prefix="docintel-bench-")
+    )
+    runs: list[ModeRun] = []
+    stores: dict[str, str] = {}
+    with work_ctx as work_name, TreeSampler() as sampler:
+        work = Path(work_name)
+        work.mkdir(parents=True, exist_ok=True)
+        if "embedded" in modes:
+            log("embedded mode")
+            runs.append(run_embedded(plan, work, args.dpi, sampler, args.timeout))
+            stores["embedded"] = (work / "embedded" / "data" / "blobs").resolve().as_uri()
+        if "distributed" in modes:
+            log(f"distributed mode, {args.workers} workers")
+            runs.append(
+                run_distributed(
+                    plan,
+                    work,
+                    args.dpi,
+                    sampler,
+                    args.timeout,
+                    args.workers,
+                    args.concurrency,
+                    args.redis_db,
+                )
+            )
+            stores["distributed"] = (work / "distributed" / "blobs").resolve().as_uri()
+        ocr_docs = [d for kind in OCR_KINDS for d in groups[kind]]
+        cer_rows = measure_cer(sorted(ocr_docs, key=lambda d: d.local_path), runs, stores)
+
+    print("## Throughput and memory\n")
+    for run in runs:
+        print(f"- {run.mode}: {run.setup}; warm-up {run.warmup_s:.0f} s (not counted)")
+    print(
+        "\npeak RSS: the largest single process (embedded: the one process; distributed: "
+        "the larger worker); tree: the worker with its pool and poppler children.\n"
+    )
+    print(throughput_table(runs))
+    print("\n## Character error rate on scans and images with text ground truth\n")
+    print(cer_table(cer_rows, [r.mode for r in runs]))
+    print(
+        f"\n'not worse': docintel's CER is at most RapidOCR's + {100 * CER_TOLERANCE:.1f} "
+        "points. ocrmypdf's linn text is approximate ground truth (itself OCR output)."
+    )
+    if groups["malformed"]:
+        print("\n## Malformed and hostile inputs\n")
+        print(malformed_table(groups["malformed"], runs))
+    notes = [note for run in runs for note in run.notes]
+    if notes:
+        print("\n## Worker log lines that look like errors\n")
+        for note in notes:
+            print(f"- {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

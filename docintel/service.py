@@ -19,7 +19,8 @@ from docintel.db import session_scope
 from docintel.models import Document, DocumentStatus, Page, PageStatus
 from docintel.pipeline.context import StageContext
 from docintel.pipeline.ingest import IngestResult, ingest_file
-from docintel.queue.base import dispatch
+from docintel.pipeline.sweeper import resume_document, sweep
+from docintel.queue.base import dispatch, run_stage
 from docintel.settings import Settings
 
 TERMINAL = frozenset(
@@ -43,8 +44,15 @@ def submit(
     settings: Settings, path: Path, *, options: dict[str, Any] | None = None, source: str = "cli"
 ) -> IngestResult:
     with session_scope(settings.database_url) as session:
-        result = ingest_file(StageContext(session, settings), path, options=options, source=source)
-    dispatch(result.follow_ups)  # after commit: workers must find the rows they are sent for
+        ctx = StageContext(session, settings)
+        result = ingest_file(ctx, path, options=options, source=source)
+        follow_ups = list(result.follow_ups)
+        if settings.embedded and not result.created:
+            # Embedded mode has no workers and no sweeper: a run that was
+            # interrupted (Ctrl-C, a kill) left this document unfinished, and only
+            # submitting it again can pick it up where it stopped.
+            follow_ups += resume_document(ctx, str(result.document_id))
+    dispatch(follow_ups)  # after commit: workers must find the rows they are sent for
     return result
 
 
@@ -86,7 +94,14 @@ def wait(
 ) -> list[Progress]:
     ids = list(ids)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    next_sweep = time.monotonic()
     while True:
+        if settings.embedded and time.monotonic() >= next_sweep:
+            # No worker runs the sweeper here. Work another process left behind is
+            # taken over (at once if that process is gone from this host, else once
+            # stale) and finished in this process by the eager queue.
+            run_stage(sweep)
+            next_sweep = time.monotonic() + settings.sweep_interval_s
         state = progress(settings, ids)
         if on_progress is not None:
             on_progress(state)

@@ -33,6 +33,12 @@ def apply_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Settings:
     context._store.cache_clear()
     settings = get_settings()
     configure(app, settings)
+    # Celery makes its broker connection pools on the first publish and never looks
+    # at broker_url again: without this, a test would publish to the previous
+    # test's broker (and, after a test with a dead broker, to nowhere).
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
     return settings
 
 

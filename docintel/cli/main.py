@@ -40,7 +40,10 @@ def db_downgrade(revision: str) -> None:
 @app.command()
 def process(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <name>.json and <name>.md")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", file_okay=False, help="Folder for <name>.json and <name>.md"),
+    ],
     ocr_mode: Annotated[OcrMode | None, typer.Option(help="auto | always | never")] = None,
     dpi: Annotated[
         int | None, typer.Option(help="Render resolution (default from settings)")

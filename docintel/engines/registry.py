@@ -67,7 +67,10 @@ def _get(kind: str, table: dict[str, str], config: EngineConfig) -> Any:
         engine = _cache.get(key)
         if engine is not None:
             return engine
-        stale = [k for k in _cache if k[0] == kind]
+        # Engines of every kind built from another config go first: an OCR engine
+        # and a detector share one set of weights, and a worker must never hold the
+        # old set beside the new one until the other kind happens to be asked for.
+        stale = [k for k in _cache if k[1] != config]
         for k in stale:
             _release(_cache.pop(k))
         engine = _resolve(table, config.name, kind)(config)

@@ -121,8 +121,11 @@ class Page(Base):
     )
     timings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # Set while an OCR worker holds the page; the sweeper frees stale claims.
+    # Set while a worker holds the page; the sweeper frees stale claims.
     claimed_at: Mapped[datetime | None]
+    # "host:pid" of the last claimer: a claim whose process is gone from this
+    # host can be freed at once instead of after stuck_after_s.
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
     document: Mapped[Document] = relationship(back_populates="pages")

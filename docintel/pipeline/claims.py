@@ -8,13 +8,23 @@ The conditional UPDATE makes claiming safe without row locks (SQLite too).
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from docintel.models import Page, PageStatus
+from docintel.models import Document, DocumentStatus, Page, PageStatus
 from docintel.models.base import utcnow
+
+_IN_FLIGHT = (PageStatus.PENDING, PageStatus.OCR)
+
+
+def claimer() -> str:
+    """Who is claiming: ``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def claim(
@@ -31,7 +41,9 @@ def claim(
                 Page.status == status,
                 or_(Page.claimed_at.is_(None), Page.claimed_at < stale),
             )
-            .values(claimed_at=now, attempts=Page.attempts + 1, updated_at=now)
+            .values(
+                claimed_at=now, claimed_by=claimer(), attempts=Page.attempts + 1, updated_at=now
+            )
             .execution_options(synchronize_session=False)
         )
         if result.rowcount:  # type: ignore[attr-defined]
@@ -41,12 +53,54 @@ def claim(
 
 
 def claim_ocr_batch(session: Session, limit: int, stale_after_s: int) -> list[int]:
-    """Up to ``limit`` unclaimed pages waiting for OCR, oldest first, from any document."""
+    """Up to ``limit`` unclaimed pages waiting for OCR, oldest first, from any document.
+
+    Only of documents still being processed: a cancelled or failed document's
+    pages are not worth a GPU's time.
+    """
     candidates = session.scalars(
         select(Page.id)
-        .where(Page.status == PageStatus.OCR, Page.claimed_at.is_(None))
+        .join(Document, Document.id == Page.document_id)
+        .where(
+            Page.status == PageStatus.OCR,
+            Page.claimed_at.is_(None),
+            Document.status == DocumentStatus.PROCESSING,
+        )
         .order_by(Page.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
     return claim(session, list(candidates), PageStatus.OCR, stale_after_s)
+
+
+def dead_claimers(session: Session, document_id: uuid.UUID | None = None) -> list[str]:
+    """Claimers of in-flight pages that were processes on this host and are gone.
+
+    Their claims are lost for sure (a killed worker, an interrupted ``docintel
+    process``) and can be freed now rather than after ``stuck_after_s``. Claims
+    from other hosts cannot be checked from here and wait for the timeout.
+    """
+    host = socket.gethostname()
+    query = select(Page.claimed_by).distinct()
+    query = query.where(
+        Page.status.in_(_IN_FLIGHT),
+        Page.claimed_at.is_not(None),
+        Page.claimed_by.startswith(f"{host}:", autoescape=True),
+    )
+    if document_id is not None:
+        query = query.where(Page.document_id == document_id)
+    return [owner for owner in session.scalars(query) if owner and not _alive(owner)]
+
+
+def _alive(owner: str) -> bool:
+    try:
+        pid = int(owner.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return True  # not ours to judge: leave it to the timeout
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, but belongs to someone else
+    return True

@@ -1,8 +1,10 @@
 """Permanent failures of bad input, each with a stable code users can filter on.
 
 A ``DocumentError`` means the input itself is bad: it is recorded on the
-document or page with its code and message and is never retried. Anything
-else that escapes a stage is treated as transient and retried by the queue.
+document or page with its code and message and is never retried. Outages of
+the database, broker or blob store are retried by the queue with backoff
+(``docintel.queue.base.TRANSIENT_ERRORS``); any other unexpected error is
+recorded as ``internal`` rather than retried blindly.
 """
 
 from __future__ import annotations

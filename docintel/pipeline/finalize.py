@@ -1,7 +1,8 @@
 """Finalize: once no page is left in flight, settle the document's status and its job.
 
 Every finished page asks for this; all but the last find pages in flight and
-return at once. Running it twice gives the same result.
+only bring the job's progress up to date, so users see how far a document is
+while it runs. Running it twice gives the same result.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, update
 
 from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
 from docintel.models.base import utcnow
@@ -31,13 +32,14 @@ def finalize_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
             ).all()
         )
     )
+    done, failed = counts[PageStatus.DONE], counts[PageStatus.FAILED]
     if any(counts[s] for s in _IN_FLIGHT):
+        _record_progress(ctx, doc_id, done, failed)
         return []
     doc = session.get(Document, doc_id, with_for_update=True)
     if doc is None or doc.status != DocumentStatus.PROCESSING:
         return []
 
-    done, failed = counts[PageStatus.DONE], counts[PageStatus.FAILED]
     if failed == 0:
         doc.status = DocumentStatus.DONE
     elif done:
@@ -62,11 +64,27 @@ def finalize_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
     if job is not None:
         job.status = doc.status.value
         job.pages_done, job.pages_failed = done, failed
+        job.heartbeat_at = doc.finished_at
         job.stage_seconds = _stage_totals(
             session.scalars(select(Page.timings).where(Page.document_id == doc_id))
         )
         job.finished_at = doc.finished_at
     return []
+
+
+def _record_progress(ctx: StageContext, doc_id: uuid.UUID, done: int, failed: int) -> None:
+    # Finalizers of different pages run concurrently and may commit out of
+    # order; never let an older count overwrite a newer one.
+    ctx.session.execute(
+        update(Job)
+        .where(Job.document_id == doc_id, Job.finished_at.is_(None))
+        .values(
+            pages_done=case((Job.pages_done > done, Job.pages_done), else_=done),
+            pages_failed=case((Job.pages_failed > failed, Job.pages_failed), else_=failed),
+            heartbeat_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _stage_totals(timings: Any) -> dict[str, float]:

@@ -33,6 +33,9 @@ from docintel.pipeline.page_results import (
     write_page_lines,
     write_regions,
 )
+from docintel.pipeline.sources import PIL_DECODE_ERRORS
+from docintel.settings import Settings
+from docintel.storage import BlobNotFound
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +43,26 @@ log = logging.getLogger(__name__)
 def ocr_batch(ctx: StageContext) -> list[FollowUp]:
     session, settings = ctx.session, ctx.settings
     config = ocr_engine_config(settings)
-    batch = settings.gpu_batch_pages if config.name in GPU_ENGINES else 1
-    page_ids = claim_ocr_batch(session, batch, settings.stuck_after_s)
+    page_ids = claim_ocr_batch(session, ocr_batch_size(settings), settings.stuck_after_s)
     if not page_ids:
         return []
     engine = get_ocr_engine(config)
-    pages = list(session.scalars(select(Page).where(Page.id.in_(page_ids)).order_by(Page.id)))
-    images = [_load_image(ctx, page) for page in pages]
+    claimed = list(session.scalars(select(Page).where(Page.id.in_(page_ids)).order_by(Page.id)))
+    finalize = [
+        FollowUp("docintel.finalize", (str(doc_id),)) for doc_id in {p.document_id for p in claimed}
+    ]
+    # A page whose image is gone or unreadable fails alone: the batch holds pages
+    # of other documents, which must not fail (or be retried forever) with it.
+    pages, images = [], []
+    for page in claimed:
+        loaded = _load_image(ctx, page)
+        if isinstance(loaded, DocumentError):
+            fail_page(page, loaded)
+        else:
+            pages.append(page)
+            images.append(loaded)
+    if not pages:
+        return finalize
 
     started = time.perf_counter()
     results = _recognize_isolating_failures(engine, images)
@@ -61,9 +77,12 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
         write_page_lines(session, page, result, TextSource.OCR, config.name)
         if regions is not None:
             write_regions(session, page, regions[n], config.name)
-    return [
-        FollowUp("docintel.finalize", (str(doc_id),)) for doc_id in {p.document_id for p in pages}
-    ]
+    return finalize
+
+
+def ocr_batch_size(settings: Settings) -> int:
+    """Pages one ``ocr_batch`` task claims: a GPU batches them, a CPU engine takes one."""
+    return settings.gpu_batch_pages if settings.ocr_engine in GPU_ENGINES else 1
 
 
 def _detect_regions(ctx: StageContext, images: Sequence[Image.Image]) -> list[list[Region]] | None:
@@ -81,11 +100,21 @@ def _detect_regions(ctx: StageContext, images: Sequence[Image.Image]) -> list[li
     return regions
 
 
-def _load_image(ctx: StageContext, page: Page) -> Image.Image:
+def _load_image(ctx: StageContext, page: Page) -> Image.Image | DocumentError:
+    """The stored page image, or the error that fails this page (an outage propagates)."""
     if not page.image_key:
-        raise RuntimeError(f"page {page.id} has no stored image")
-    image = Image.open(io.BytesIO(ctx.store.get_bytes(page.image_key)))
-    image.load()
+        return DocumentError(ErrorCode.INTERNAL, "the page has no stored image")
+    try:
+        data = ctx.store.get_bytes(page.image_key)
+    except BlobNotFound:
+        return DocumentError(
+            ErrorCode.INTERNAL, f"the page image {page.image_key} is missing from the blob store"
+        )
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except PIL_DECODE_ERRORS:
+        return DocumentError(ErrorCode.RENDER_FAILED, "the stored page image cannot be decoded")
     return image
 
 

@@ -44,6 +44,9 @@ def process_page(ctx: StageContext, page_id: int) -> list[FollowUp]:
         return finished
     page.status = PageStatus.OCR
     page.claimed_at = None  # free for an OCR worker to claim
+    # OCR is a new stage with its own tries: renders that crashed before must
+    # not count against it (the sweeper fails a page after max_page_attempts).
+    page.attempts = 0
     return [FollowUp("docintel.ocr_batch", (), queue=ocr_queue(settings.ocr_engine))]
 
 

@@ -10,8 +10,10 @@ because it is not the input's fault and the queue should retry it.
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
@@ -79,6 +81,14 @@ PIL_DECODE_ERRORS: tuple[type[Exception], ...] = (
 _PROBE_MAX_BYTES = 16 * 1024 * 1024
 
 ENCRYPTED_MESSAGE = "the PDF is password-protected; submit it with its password"
+
+# PDFium is not thread-safe: two threads inside it at once crash the process
+# (pypdfium2 documents this). A worker process runs one task at a time, but the
+# embedded mode and any threaded caller (submits from several threads, a threaded
+# server) can process pages on several threads. Every use of PDFium holds this
+# lock, from opening a document until it is closed. Reentrant, so a function
+# holding it may call another that takes it.
+PDFIUM_LOCK = threading.RLock()
 
 
 class DocumentSource(ABC):
@@ -233,6 +243,10 @@ def _probe_pages(path: Path) -> int | None:
             return None
         from pypdf import PdfReader
 
+        # pypdf logs every repair it makes ("EOF marker not found"); with no logging
+        # configured those land on stderr, where `docintel process` promises one
+        # line per failed file. The verdict we report says what matters.
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted:
             return None
@@ -258,8 +272,14 @@ class PdfSource(DocumentSource):
     ) -> None:
         super().__init__(max_page_pixels=max_page_pixels, dpi=dpi)
         self.path = path
-        self._pdf: pdfium.PdfDocument | None = open_pdf(path, password)
-        self.page_count = len(self._pdf)
+        # Held until close(): use a PdfSource in a `with` block, on one thread.
+        PDFIUM_LOCK.acquire()
+        try:
+            self._pdf: pdfium.PdfDocument | None = open_pdf(path, password)
+            self.page_count = len(self._pdf)
+        except BaseException:
+            PDFIUM_LOCK.release()
+            raise
 
     @property
     def pdf(self) -> pdfium.PdfDocument:
@@ -286,8 +306,11 @@ class PdfSource(DocumentSource):
 
     def close(self) -> None:
         if self._pdf is not None:
-            self._pdf.close()
-            self._pdf = None
+            try:
+                self._pdf.close()
+            finally:
+                self._pdf = None
+                PDFIUM_LOCK.release()
 
 
 # --- images --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import pypdfium2.raw as pdfium_c
 
 from docintel.engines.base import Polygon, TextLine
 from docintel.pipeline.errors import DocumentError, ErrorCode
-from docintel.pipeline.sources import open_pdf
+from docintel.pipeline.sources import PDFIUM_LOCK, open_pdf
 
 # Line splitting, in units of the line's height (font ascent to descent).
 _MAX_GAP = 1.5  # a wider gap along the line starts a new segment (table columns)
@@ -70,19 +70,22 @@ def extract_text_lines(
     come out as separate lines, as an OCR engine would give them).
     Confidence is 1.0: the text is what the PDF says.
     """
-    pdf = open_pdf(pdf_path, password)
-    try:
-        if not 1 <= page_number <= len(pdf):
-            raise ValueError(f"page {page_number} out of range 1..{len(pdf)}")
+    with PDFIUM_LOCK:  # PDFium is not thread-safe
+        pdf = open_pdf(pdf_path, password)
         try:
-            page = pdf[page_number - 1]
-            textpage = page.get_textpage()
-        except pdfium.PdfiumError as error:
-            raise DocumentError(ErrorCode.CORRUPT, f"page {page_number} cannot be read") from error
-        mapper = _PageMapper(page, dpi)
-        return _group_lines(textpage, mapper)
-    finally:
-        pdf.close()
+            if not 1 <= page_number <= len(pdf):
+                raise ValueError(f"page {page_number} out of range 1..{len(pdf)}")
+            try:
+                page = pdf[page_number - 1]
+                textpage = page.get_textpage()
+            except pdfium.PdfiumError as error:
+                raise DocumentError(
+                    ErrorCode.CORRUPT, f"page {page_number} cannot be read"
+                ) from error
+            mapper = _PageMapper(page, dpi)
+            return _group_lines(textpage, mapper)
+        finally:
+            pdf.close()
 
 
 def page_image_coverage(pdf_path: Path, page_number: int, password: str | None = None) -> float:
@@ -91,7 +94,11 @@ def page_image_coverage(pdf_path: Path, page_number: int, password: str | None =
     Counts images inside Form XObjects too (some scanners wrap the page image in
     one) and merges overlapping or tiled images (scanners that write strips).
     """
-    pdf = open_pdf(pdf_path, password)
+    with PDFIUM_LOCK:  # PDFium is not thread-safe
+        return _image_coverage(open_pdf(pdf_path, password), page_number)
+
+
+def _image_coverage(pdf: pdfium.PdfDocument, page_number: int) -> float:
     try:
         try:
             page = pdf[page_number - 1]

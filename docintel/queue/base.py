@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from docintel.db import session_scope
@@ -23,8 +24,10 @@ from docintel.settings import get_settings
 log = logging.getLogger(__name__)
 
 # Worth retrying: the database, broker or blob store hiccuped, not the document.
+# The blob stores raise StorageUnavailable, a ConnectionError, for their outages.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
+    BrokerError,  # sending the follow-ups failed; the rerun sends them again
     ConnectionError,
     TimeoutError,
 )

@@ -40,6 +40,14 @@ class BlobNotFound(KeyError):
         return f"no blob at key {self.key!r}{where}"
 
 
+class StorageUnavailable(ConnectionError):
+    """The store could not be reached or failed on its side (5xx, throttling).
+
+    A ``ConnectionError``, so the task layer retries it with backoff like any
+    other infrastructure outage instead of failing the page for good.
+    """
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` unchanged if it is a safe relative '/'-separated path, else ValueError.
 

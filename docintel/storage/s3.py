@@ -5,15 +5,19 @@ from __future__ import annotations
 import io
 import mimetypes
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
+from boto3.exceptions import RetriesExceededError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from docintel.storage.base import BlobNotFound, BlobStore, validate_key
+from docintel.storage.base import BlobNotFound, BlobStore, StorageUnavailable, validate_key
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -26,8 +30,47 @@ _MiB = 1024 * 1024
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
+# Answers that mean "the server is busy or broken right now", not "this request is wrong".
+_OUTAGE_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"}
+)
+
+
 def _is_not_found(error: ClientError) -> bool:
     return str(error.response.get("Error", {}).get("Code", "")) in _NOT_FOUND_CODES
+
+
+def _is_outage(error: BaseException | None) -> bool:
+    """True for a dead/slow network or a server-side failure, after botocore's own retries.
+
+    boto3's transfer helpers wrap the real error (``S3UploadFailedError`` keeps it
+    as the context, ``RetriesExceededError`` as ``last_exception``), so look inside.
+    """
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, BotoConnectionError | HTTPClientError | IncompleteReadError):
+            return True
+        if isinstance(error, RetriesExceededError):
+            return True  # download retries spent, all on network errors
+        if isinstance(error, ClientError):
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            return status >= 500 or code in _OUTAGE_CODES
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+@contextmanager
+def _outage_is_transient(url: str) -> Iterator[None]:
+    try:
+        yield
+    except StorageUnavailable:
+        raise
+    except Exception as error:
+        if _is_outage(error):
+            raise StorageUnavailable(f"blob store {url} is unavailable: {error}") from error
+        raise
 
 
 def default_client_config(*, path_style: bool) -> Config:
@@ -57,21 +100,24 @@ class _BodyReader(io.RawIOBase):
     still go through it, so its check that the whole Content-Length arrived holds.
     """
 
-    def __init__(self, body: Any) -> None:
+    def __init__(self, body: Any, url: str) -> None:
         self._body = body
+        self._url = url
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: WriteableBuffer) -> int:
         view = memoryview(buffer).cast("B")
-        data = self._body.read(len(view))
+        with _outage_is_transient(self._url):  # the connection can drop mid-body
+            data = self._body.read(len(view))
         view[: len(data)] = data
         return len(data)
 
     def readall(self) -> bytes:
         # The default readall loops over 8 KiB reads; one read is far cheaper.
-        data: bytes = self._body.read()
+        with _outage_is_transient(self._url):
+            data: bytes = self._body.read()
         return data
 
     def close(self) -> None:
@@ -154,55 +200,64 @@ class S3BlobStore(BlobStore):
         # So page images can be served straight from the bucket (presigned URLs).
         return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
+    # Every hook runs inside _outage_is_transient: an unreachable or failing server
+    # becomes StorageUnavailable (retried by the task layer), not a failed page.
+
     def _stat_size(self, key: str) -> int | None:
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
-        except ClientError as error:
-            if _is_not_found(error):
-                return None
-            raise
+        with _outage_is_transient(self.url):
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+            except ClientError as error:
+                if _is_not_found(error):
+                    return None
+                raise
         return int(head["ContentLength"])
 
     def _write_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=self._object_key(key),
-            Body=data,
-            ContentType=self._content_type(key),
-        )
+        with _outage_is_transient(self.url):
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._object_key(key),
+                Body=data,
+                ContentType=self._content_type(key),
+            )
 
     def _write_file(self, key: str, path: Path) -> None:
         # upload_file reads the file part by part (multipart above the
         # threshold) and aborts the multipart upload if any part fails.
-        self.client.upload_file(
-            str(path),
-            self.bucket,
-            self._object_key(key),
-            ExtraArgs={"ContentType": self._content_type(key)},
-            Config=self.transfer_config,
-        )
+        with _outage_is_transient(self.url):
+            self.client.upload_file(
+                str(path),
+                self.bucket,
+                self._object_key(key),
+                ExtraArgs={"ContentType": self._content_type(key)},
+                Config=self.transfer_config,
+            )
 
     def _open(self, key: str) -> BinaryIO:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))
-        except ClientError as error:
-            if _is_not_found(error):
-                raise BlobNotFound(key, self.url) from None
-            raise
-        return io.BufferedReader(_BodyReader(response["Body"]), buffer_size=_MiB)
+        with _outage_is_transient(self.url):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))
+            except ClientError as error:
+                if _is_not_found(error):
+                    raise BlobNotFound(key, self.url) from None
+                raise
+        return io.BufferedReader(_BodyReader(response["Body"], self.url), buffer_size=_MiB)
 
     def _download(self, key: str, dest: Path) -> None:
         # download_file writes to a temp name beside dest and renames it at the
         # end, so dest never holds a partial object.
-        try:
-            self.client.download_file(
-                self.bucket, self._object_key(key), str(dest), Config=self.transfer_config
-            )
-        except ClientError as error:
-            if _is_not_found(error):
-                raise BlobNotFound(key, self.url) from None
-            raise
+        with _outage_is_transient(self.url):
+            try:
+                self.client.download_file(
+                    self.bucket, self._object_key(key), str(dest), Config=self.transfer_config
+                )
+            except ClientError as error:
+                if _is_not_found(error):
+                    raise BlobNotFound(key, self.url) from None
+                raise
 
     def _delete(self, key: str) -> None:
         # S3 answers 204 for a missing key too, which is the contract we want.
-        self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+        with _outage_is_transient(self.url):
+            self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +87,53 @@ def test_same_migrations_run_on_sqlite(tmp_path: Path) -> None:
     assert _tables(url) == set()
     migrate.upgrade(url)
     assert _tables(url) == EXPECTED_TABLES
+
+
+def test_installed_package_finds_migrations_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Docker images `pip install .` (package in site-packages) and keep
+    # alembic.ini + migrations/ in their WORKDIR; `docintel db upgrade` runs there.
+    repo = Path(__file__).resolve().parents[2]
+    app = tmp_path / "app"
+    app.mkdir()
+    shutil.copy(repo / "alembic.ini", app / "alembic.ini")
+    shutil.copytree(repo / "migrations", app / "migrations")
+    monkeypatch.setattr(migrate, "_ROOT", tmp_path / "site-packages")
+    monkeypatch.chdir(app)
+    url = f"sqlite:///{tmp_path / 'installed.db'}"
+    migrate.upgrade(url)
+    assert _tables(url) == EXPECTED_TABLES
+
+    monkeypatch.chdir(tmp_path)  # neither beside the package nor here: a clear error
+    with pytest.raises(FileNotFoundError, match=r"alembic\.ini and migrations/"):
+        migrate.upgrade(url)
+
+
+def test_sqlite_downgrade_of_one_step_keeps_the_data(tmp_path: Path) -> None:
+    # A table rebuild on SQLite (batch mode) drops the old table, and with foreign
+    # keys on that cascades into every text line: downgrades must alter in place.
+    from sqlalchemy import func, select
+
+    from docintel.db import get_engine, session_scope
+    from docintel.models import Line, Page
+    from tests.factories import make_document
+
+    url = f"sqlite:///{tmp_path / 'embedded.db'}"
+    migrate.upgrade(url)
+    with session_scope(url) as session:
+        page = Page(document_id=make_document(session).id, number=1)
+        session.add(page)
+        session.flush()
+        session.add(
+            Line(page_id=page.id, idx=0, text="kept", polygon=[0] * 8, confidence=1.0, engine="t")
+        )
+    get_engine(url).dispose()
+    migrate.downgrade(url, "-1")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(Line.__table__)).scalar() == 1
+    finally:
+        engine.dispose()
+    migrate.upgrade(url)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.fixtures import documents as fx
@@ -27,22 +32,23 @@ CONTRACT_PAGE_KEYS = {
 }
 
 
-def _process(tmp_path: Path, *files: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCINTEL_")} | {
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DOCINTEL_")} | {
         "DOCINTEL_DATA_DIR": str(tmp_path / "state"),
         "DOCINTEL_RENDER_DPI": "150",
+        **extra,
     }
+
+
+def _argv(tmp_path: Path, *files: Path) -> list[str]:
+    out = str(tmp_path / "out")
+    return [sys.executable, "-m", "docintel", "process", *map(str, files), "--out", out]
+
+
+def _process(tmp_path: Path, *files: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "docintel",
-            "process",
-            *map(str, files),
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        env=env,
+        _argv(tmp_path, *files),
+        env=_env(tmp_path, **env),
         capture_output=True,
         text=True,
         timeout=300,
@@ -85,12 +91,85 @@ def test_process_writes_the_contract_json_and_markdown(tmp_path: Path) -> None:
 def test_failed_file_gives_nonzero_exit_and_one_stderr_line(tmp_path: Path) -> None:
     good = fx.make_text_pdf(tmp_path / "good.pdf", ["Fine"])
     locked = fx.make_encrypted_pdf(tmp_path / "locked.pdf", user_password="secret")
+    # pypdf, asked for a second opinion on this one, logs its repairs to stderr.
+    broken = fx.make_corrupt_pdf(tmp_path / "broken.pdf", "truncated")
 
-    result = _process(tmp_path, good, locked)
+    result = _process(tmp_path, good, locked, broken)
     assert result.returncode == 1
-    failures = [line for line in result.stderr.splitlines() if line.startswith("docintel:")]
-    assert len(failures) == 1 and "locked.pdf" in failures[0] and "encrypted" in failures[0]
+    # Nothing but one line per failed file: no library chatter, no traceback.
+    failures = result.stderr.splitlines()
+    assert len(failures) == 2, result.stderr
+    assert failures[0].startswith("docintel:") and "locked.pdf" in failures[0]
+    assert "encrypted" in failures[0]
+    assert failures[1].startswith("docintel:") and "broken.pdf: failed: corrupt:" in failures[1]
     failed = json.loads((tmp_path / "out" / "locked.json").read_text())
     assert failed["document"]["status"] == "failed"
     assert failed["document"]["error"]["code"] == "encrypted"
     assert json.loads((tmp_path / "out" / "good.json").read_text())["document"]["status"] == "done"
+
+
+def _pages_by_status(db: Path) -> dict[str, int]:
+    if not db.exists():
+        return {}
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+            rows = conn.execute("SELECT status, count(*) FROM pages GROUP BY status").fetchall()
+    except sqlite3.OperationalError:  # the run has not created its tables yet
+        return {}
+    return dict(rows)
+
+
+def test_an_interrupted_run_resumes_when_the_file_is_submitted_again(tmp_path: Path) -> None:
+    texts = [f"Page {n} of a long report" for n in range(1, 41)]
+    path = fx.make_text_pdf(tmp_path / "long.pdf", texts)
+    first = subprocess.Popen(
+        _argv(tmp_path, path),
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = tmp_path / "state" / "docintel.db"
+    deadline = time.monotonic() + 120
+    while _pages_by_status(db).get("done", 0) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)  # no cleanup: pages pending, one maybe claimed
+    first.wait(10)
+    left = _pages_by_status(db)
+    assert left.get("pending"), f"the first run finished before the kill: {left}"
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn, conn:
+        # The kill usually lands mid-page; make sure a page is held by the dead run.
+        conn.execute(
+            "UPDATE pages SET claimed_at = CURRENT_TIMESTAMP, claimed_by = ?"
+            " WHERE id = (SELECT min(id) FROM pages WHERE status = 'pending')"
+            " AND claimed_at IS NULL",
+            (f"{socket.gethostname()}:{first.pid}",),
+        )
+
+    # Before the fix, this waited forever: nothing drives an embedded document but its
+    # run. With the default clocks (a claim is stale after 15 minutes), the page the
+    # killed process held is taken over at once because its process is gone.
+    result = subprocess.run(
+        [*_argv(tmp_path, path), "--timeout", "120"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "long.json").read_text())
+    assert report["document"]["status"] == "done"
+    assert [p["text"] for p in report["pages"]] == texts  # every page, each exactly once
+
+
+def test_out_that_is_a_file_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from docintel.cli.main import app
+
+    doc = fx.make_text_pdf(tmp_path / "doc.pdf", ["Words"])
+    taken = tmp_path / "out"
+    taken.write_text("a file, not a folder")
+    result = CliRunner().invoke(app, ["process", str(doc), "--out", str(taken)])
+    assert result.exit_code == 2, result.output  # click's usage error, with a message
+    assert isinstance(result.exception, SystemExit)
+    assert "file" in " ".join(result.output.split())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,17 @@ from typing import Any
 import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from docintel.storage import BlobNotFound, open_store, original_key, page_image_key
+from docintel.storage import (
+    BlobNotFound,
+    StorageUnavailable,
+    open_store,
+    original_key,
+    page_image_key,
+)
 from docintel.storage.s3 import S3BlobStore
 from tests.storage.conftest import BUCKET, REGION, BlobStoreContract, sha256, write_file
 
@@ -196,3 +204,42 @@ def test_other_errors_are_not_hidden(s3_store: S3BlobStore) -> None:
 def test_bad_bucket_names(bucket: str) -> None:
     with pytest.raises(ValueError):
         S3BlobStore(bucket)
+
+
+def test_outages_are_storage_unavailable(aws_env: None, tmp_path: Path) -> None:
+    # After botocore's own retries, a dead server or 5xx/throttling must reach the
+    # task layer as a ConnectionError (retried), not as a generic error (page failed).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dead_client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name=REGION,
+        config=Config(retries={"max_attempts": 1}),  # the real config waits ~1 s per call
+    )
+    dead = S3BlobStore(BUCKET, "p", client=dead_client)
+    source = write_file(tmp_path / "f", 4)
+    for operation in (
+        lambda: dead.put_bytes("k", b"x"),
+        lambda: dead.put_file("k", source),
+        lambda: dead.get_bytes("k"),
+        lambda: dead.download("k", tmp_path / "out"),
+        lambda: dead.exists("k"),
+        lambda: dead.delete("k"),
+    ):
+        with pytest.raises(StorageUnavailable) as info:
+            operation()
+        assert isinstance(info.value, ConnectionError)
+
+    client = boto3.session.Session().client(
+        "s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubbed = S3BlobStore(BUCKET, "p", client=client)
+    with Stubber(client) as stub:
+        stub.add_client_error("put_object", service_error_code="SlowDown", http_status_code=503)
+        stub.add_client_error("get_object", service_error_code="Internal", http_status_code=500)
+        with pytest.raises(StorageUnavailable):
+            stubbed.put_bytes("k", b"x")
+        with pytest.raises(StorageUnavailable):
+            stubbed.get_bytes("k")

@@ -160,8 +160,14 @@ class _Florence2Engine:
 
         loaded = self.loaded
         processor, model = loaded.processor, loaded.model
+        # Right padding whatever the checkpoint's tokenizer config says: BART's
+        # encoder positions are absolute, so left padding shifts a short prompt.
         inputs = processor(
-            text=list(prompts), images=list(images), return_tensors="pt", padding="longest"
+            text=list(prompts),
+            images=list(images),
+            return_tensors="pt",
+            padding="longest",
+            padding_side="right",
         )
         inputs = inputs.to(loaded.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)

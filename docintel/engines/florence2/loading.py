@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "florence-community/Florence-2-base"
 
 ModelKey = tuple[str, str, str, str]
-"""(checkpoint, device, dtype name, attention implementation)."""
+"""(checkpoint, device, dtype name, attention implementation of the text model)."""
 
 _DTYPE_NAMES = {
     "float32": "float32",
@@ -94,24 +94,41 @@ def resolve_dtype(requested: str, device: str) -> str:
         ) from None
 
 
-def resolve_attn(requested: str | None, device: str) -> str:
-    """flash_attention_2 only where CUDA and the flash-attn package are both present."""
+def resolve_attn(requested: str | None, device: str, dtype_name: str) -> str:
+    """The text model's attention: flash_attention_2 only with CUDA, flash-attn and fp16/bf16.
+
+    flash-attn has no float32 kernels: asked for with float32 weights, it loads
+    and then fails on every forward.
+    """
     if requested and requested != "auto":
         return requested
     from transformers.utils import is_flash_attn_2_available
 
-    if device.startswith("cuda") and is_flash_attn_2_available():
+    half = dtype_name in ("float16", "bfloat16")
+    if device.startswith("cuda") and half and is_flash_attn_2_available():
         return "flash_attention_2"
     return "sdpa"
 
 
+def attn_per_submodel(attn: str) -> dict[str, str]:
+    """``attn_implementation`` for from_pretrained: ``attn`` for the text model only.
+
+    The DaViT vision tower's channel attention attends over channels with the
+    image tokens as the head dimension (576 to 36,864 at 768 px), far above
+    the 256 that flash-attn kernels accept; it stays on sdpa (or eager when
+    eager is asked for, e.g. to debug).
+    """
+    return {"text_config": attn, "vision_config": "eager" if attn == "eager" else "sdpa"}
+
+
 def model_key(config: EngineConfig) -> ModelKey:
     device = resolve_device(config.device)
+    dtype_name = resolve_dtype(config.dtype, device)
     return (
         config.model or DEFAULT_MODEL,
         device,
-        resolve_dtype(config.dtype, device),
-        resolve_attn(config.option("attn_implementation"), device),
+        dtype_name,
+        resolve_attn(config.option("attn_implementation"), device, dtype_name),
     )
 
 
@@ -128,7 +145,7 @@ def _load(key: ModelKey) -> LoadedModel:
         processor = AutoProcessor.from_pretrained(source)
         try:
             model = Florence2ForConditionalGeneration.from_pretrained(
-                source, dtype=dtype, attn_implementation=attn
+                source, dtype=dtype, attn_implementation=attn_per_submodel(attn)
             )
         except (ImportError, ValueError) as exc:
             if attn == "sdpa":

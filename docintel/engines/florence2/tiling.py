@@ -8,8 +8,11 @@ to page pixels, and merge what the overlaps produced twice or cut in two.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
@@ -116,12 +119,17 @@ class TileLine:
     # the text may continue beyond the tile there.
     clipped: frozenset[str] = field(default=frozenset())
     confidence: float = 1.0
+    # Computed once: merging asks for it in every pairwise test.
+    _bbox: BBox = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        xs = self.polygon[0::2]
+        ys = self.polygon[1::2]
+        object.__setattr__(self, "_bbox", (min(xs), min(ys), max(xs), max(ys)))
 
     @property
     def bbox(self) -> BBox:
-        xs = self.polygon[0::2]
-        ys = self.polygon[1::2]
-        return (min(xs), min(ys), max(xs), max(ys))
+        return self._bbox
 
 
 def make_line(
@@ -160,6 +168,47 @@ def _intersection(a: BBox, b: BBox) -> float:
     return _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
 
 
+def _overlapping(a: BBox, b: BBox) -> bool:
+    """The boxes share some area: a precondition of every dedupe test."""
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+class _RowIndex:
+    """Lines filed by the horizontal bands of the page they span.
+
+    Every merge test needs two lines that overlap vertically, so a line only
+    has to be compared with the lines of its own bands, not with the whole
+    page: merging stays near linear in the number of readings instead of
+    quadratic (dedupe) or cubic (joining), which cost seconds to minutes of
+    CPU per dense page.
+    """
+
+    BAND = 64.0  # page pixels: a few text lines
+
+    def __init__(self) -> None:
+        self._bands: defaultdict[int, dict[int, None]] = defaultdict(dict)
+
+    def _keys(self, box: BBox) -> range:
+        return range(math.floor(box[1] / self.BAND), math.floor(box[3] / self.BAND) + 1)
+
+    def add(self, key: int, box: BBox) -> None:
+        for band in self._keys(box):
+            self._bands[band][key] = None
+
+    def remove(self, key: int, box: BBox) -> None:
+        for band in self._keys(box):
+            self._bands[band].pop(key, None)
+
+    def near(self, box: BBox) -> Iterator[int]:
+        """Keys of lines sharing a band with ``box`` (a superset of those overlapping it)."""
+        seen: set[int] = set()
+        for band in self._keys(box):
+            for key in self._bands.get(band, ()):
+                if key not in seen:
+                    seen.add(key)
+                    yield key
+
+
 def iou(a: BBox, b: BBox) -> float:
     inter = _intersection(a, b)
     union = _area(a) + _area(b) - inter
@@ -194,16 +243,18 @@ def _complementary(left: TileLine, right: TileLine) -> bool:
 
 def _same_reading(a: TileLine, b: TileLine) -> bool:
     """Two readings of the same line (from overlapping tiles or a repetition loop)."""
+    if iou(a.bbox, b.bbox) < 0.5:
+        return False
     if _complementary(a, b) or _complementary(b, a):
         return False  # pieces to be joined, not dropped
-    return iou(a.bbox, b.bbox) >= 0.5 and fuzz.ratio(a.text, b.text) >= 70
+    return fuzz.ratio(a.text, b.text) >= 70
 
 
 def _covers(big: TileLine, small: TileLine) -> bool:
     """``small`` adds nothing: it lies inside ``big`` and is a fragment or a substring of it."""
-    if _complementary(big, small) or _complementary(small, big):
-        return False
     if _area(small.bbox) > _area(big.bbox) or containment(small.bbox, big.bbox) < 0.7:
+        return False
+    if _complementary(big, small) or _complementary(small, big):
         return False
     # A line cut by a tile border reads as a fragment (or as junk when cut
     # through its glyphs): geometry alone decides when the fragment is clipped.
@@ -217,15 +268,22 @@ def _quality(line: TileLine) -> tuple[int, int, float]:
 
 def dedupe(lines: Iterable[TileLine]) -> list[TileLine]:
     """Drop lines that another tile (or a repetition in the same tile) already produced."""
-    kept: list[TileLine] = []
-    for cand in sorted(lines, key=_quality):
-        if any(_same_reading(k, cand) or _covers(k, cand) for k in kept):
+    kept: dict[int, TileLine] = {}  # insertion order is the result order
+    index = _RowIndex()
+    for key, cand in enumerate(sorted(lines, key=_quality)):
+        box = cand.bbox
+        # Both tests below need the boxes to share some area.
+        near = [k for k in index.near(box) if _overlapping(kept[k].bbox, box)]
+        if any(_same_reading(kept[k], cand) or _covers(kept[k], cand) for k in near):
             continue
         # A fragment can rank above the reading that contains it (it touches
         # fewer borders); the containing reading replaces it.
-        kept = [k for k in kept if not _covers(cand, k)]
-        kept.append(cand)
-    return kept
+        for k in near:
+            if _covers(cand, kept[k]):
+                index.remove(k, kept.pop(k).bbox)
+        kept[key] = cand
+        index.add(key, box)
+    return list(kept.values())
 
 
 def _same_baseline(a: BBox, b: BBox) -> bool:
@@ -291,24 +349,48 @@ def _join(left: TileLine, right: TileLine) -> TileLine:
 
 
 def join_cut_lines(lines: Iterable[TileLine]) -> list[TileLine]:
-    """Join pieces of one line that a vertical tile border cut in two (repeatedly: 3+ tiles)."""
-    pending = sorted(lines, key=lambda ln: ln.bbox[0])
-    changed = True
-    while changed:
-        changed = False
-        for i, left in enumerate(pending):
-            partner = next(
-                (j for j, right in enumerate(pending) if j != i and _joinable(left, right)),
-                None,
-            )
-            if partner is not None:
-                joined = _join(left, pending[partner])
-                pending = [ln for k, ln in enumerate(pending) if k not in (i, partner)]
-                pending.append(joined)
-                pending.sort(key=lambda ln: ln.bbox[0])
-                changed = True
-                break
-    return pending
+    """Join pieces of one line that a vertical tile border cut in two (repeatedly: 3+ tiles).
+
+    Leftmost pieces first, each with its leftmost partner; a joined line is
+    checked again (it may reach a third tile), and so are its neighbours
+    (they may now be able to join it), until no pair is joinable.
+    """
+    alive: dict[int, TileLine] = {}
+    index = _RowIndex()
+    todo: list[tuple[float, int]] = []  # (left edge, key): a heap
+    keys = itertools.count()
+
+    def add(line: TileLine) -> int:
+        key = next(keys)
+        alive[key] = line
+        index.add(key, line.bbox)
+        heapq.heappush(todo, (line.bbox[0], key))
+        return key
+
+    for line in sorted(lines, key=lambda ln: ln.bbox[0]):
+        add(line)
+    while todo:
+        _, key = heapq.heappop(todo)
+        left = alive.get(key)
+        if left is None:
+            continue
+        # _joinable needs a shared baseline, hence a shared band.
+        partners = [
+            (alive[k].bbox[0], k)
+            for k in index.near(left.bbox)
+            if k != key and _joinable(left, alive[k])
+        ]
+        if not partners:
+            continue
+        partner = min(partners)[1]
+        joined = _join(left, alive[partner])
+        for k in (key, partner):
+            index.remove(k, alive.pop(k).bbox)
+        new = add(joined)
+        for k in index.near(joined.bbox):
+            if k != new:
+                heapq.heappush(todo, (alive[k].bbox[0], k))
+    return sorted(alive.values(), key=lambda ln: ln.bbox[0])
 
 
 def reading_order(lines: Iterable[TileLine]) -> list[TileLine]:

@@ -22,6 +22,14 @@ def tiny_florence2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_florence2(tmp_path_factory.mktemp("tiny_florence2"))
 
 
+@pytest.fixture(scope="session")
+def lively_florence2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights whose answers depend on the image and prompt; its tokenizer
+    pads on the left, as some checkpoints' tokenizer configs say."""
+    directory = tmp_path_factory.mktemp("lively_florence2")
+    return build_tiny_florence2(directory, lively=True, padding_side="left")
+
+
 @pytest.fixture
 def make_config(tiny_florence2_dir: Path) -> ConfigFactory:
     """EngineConfig for the tiny checkpoint on CPU; keyword arguments become options."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from PIL import Image
 from docintel.engines.base import EngineError, Region, RegionDetector
 from docintel.engines.florence2.engine import (
     Florence2RegionDetector,
+    Generation,
     detection_prompts,
     region_kind,
 )
@@ -90,6 +94,37 @@ def test_random_weights_do_not_break_detection(
     assert len(result) == 2 and detector.last_run.tiles == 6
     for regions in result:
         assert all(r.kind in ("table", "chart") for r in regions)
+
+
+def _recording(real: Callable[..., list[Generation]], seen: list[str], *args: Any) -> Any:
+    generations = real(*args)
+    seen.extend(g.text for g in generations)
+    return generations
+
+
+def test_prompts_of_different_lengths_batch_like_one_by_one(
+    make_config: ConfigFactory, lively_florence2_dir: Path
+) -> None:
+    """Rows are padded to the longest prompt: on the right, whatever the checkpoint's
+    tokenizer says (BART's learned positions shift under left padding)."""
+    options = {"detect_task": "both", "max_new_tokens": 16}
+    lively = str(lively_florence2_dir)
+    batched = Florence2RegionDetector(replace(make_config(batch_size=8, **options), model=lively))
+    single = Florence2RegionDetector(replace(make_config(batch_size=1, **options), model=lively))
+    try:
+        assert batched.loaded.processor.tokenizer.padding_side == "left"
+        texts: list[list[str]] = []
+        for detector in (batched, single):
+            seen: list[str] = []
+            texts.append(seen)
+            detector._generate = partial(_recording, detector._generate, seen)  # type: ignore[method-assign]
+            detector.detect([page(300, 200), page(64, 64)])
+        assert batched.last_run.batches == 1 and single.last_run.batches == 6
+        assert texts[0] == texts[1]
+        assert len(set(texts[1][:3])) == 3  # three prompts, three different answers
+    finally:
+        batched.close()
+        single.close()
 
 
 @pytest.mark.parametrize(

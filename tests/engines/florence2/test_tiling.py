@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -61,7 +62,7 @@ def test_axis_starts_cover_with_overlap(length: int, size: int, overlap: int) ->
         assert a + side - b >= overlap - 1  # rounding may cost one pixel
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)  # tiny tiles on a big page: ~90,000 tiles
 @given(
     width=sides,
     height=sides,
@@ -291,3 +292,53 @@ def test_tiled_reading_merges_to_each_line_once(page: Page) -> None:
     for got, (_, box) in zip(merged, lines, strict=True):
         # A sliver under a quarter line height past a whole reading is not worth a join.
         assert got.bbox == pytest.approx(box, abs=1 + 0.25 * (box[3] - box[1]))
+
+
+# --- cost: merging a dense page compares neighbours, not all pairs ---------------------
+
+
+def _dense_page(
+    width: int, height: int, columns: int
+) -> tuple[list[tuple[str, Box]], list[TileLine]]:
+    """Columns of 20 px lines every 24 px, read through 1024 px tiles by the ideal OCR."""
+    rng = random.Random(0)
+    char_w, column_w = 11, (width - 100) // columns
+    lines: list[tuple[str, Box]] = []
+    for y in range(50, height - 70, 24):
+        for c in range(columns):
+            n = (column_w - 40) // char_w
+            x0 = 50 + c * column_w
+            text = "".join(chr(0x4E00 + k) for k in rng.sample(range(5000), n))
+            lines.append((text, (x0, y, x0 + n * char_w, y + 20)))
+    tiles = tile_grid(width, height, 1024, 128)
+    readings = [
+        r
+        for text, box in lines
+        for tile in tiles
+        if (r := _read_tile(text, box, tile, (width, height))) is not None
+    ]
+    return lines, readings
+
+
+def test_merging_a_dense_page_compares_neighbours_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from docintel.engines.florence2 import tiling
+
+    calls = {"pairs": 0}
+    for name in ("_same_reading", "_covers", "_joinable"):
+        real = getattr(tiling, name)
+
+        def counted(a: TileLine, b: TileLine, real: Callable[..., bool] = real) -> bool:
+            calls["pairs"] += 1
+            return real(a, b)
+
+        monkeypatch.setattr(tiling, name, counted)
+    # Three columns on an A3-sized scan: ~540 lines, ~1,300 readings from 20 tiles.
+    lines, readings = _dense_page(3400, 4400, 3)
+    assert len(readings) > 1200
+
+    merged = merge_tile_lines(readings)
+
+    assert sorted(ln.text for ln in merged) == sorted(text for text, _ in lines)
+    # All pairs would be ~800,000 tests for one dedupe pass (and joining restarted
+    # a full scan after every join: minutes of CPU per page); neighbours are dozens.
+    assert calls["pairs"] < 100 * len(readings)
