@@ -40,6 +40,7 @@ from benchmarks.pipeline_bench import (
     pg_database,
     redis_database,
     run_client,
+    threads_per_worker,
 )
 
 # A word list reads better as one string than as a 29-line literal.
@@ -94,6 +95,7 @@ def run_one(pages: int, kind: str, workers: int, work: Path, timeout_s: float) -
             database_url=db_url,
             broker_url=broker,
             storage_url=(folder / "blobs").resolve().as_uri(),
+            ocr_threads=threads_per_worker(workers, 1),
         )
         db_upgrade(env)
         pool = WorkerPool(env, folder, workers, concurrency=1)
@@ -173,7 +175,8 @@ def report(runs: Sequence[Run], workers: int) -> str:
         for r in runs
     ]
     intro = (
-        f"{workers} worker processes (--concurrency=1), Postgres + Redis. MiB columns: the "
+        f"{workers} worker processes (--concurrency=1, DOCINTEL_OCR_THREADS="
+        f"{threads_per_worker(workers, 1)}), Postgres + Redis. MiB columns: the "
         "largest single process of the busiest worker tree (the pool process doing the "
         "work); 'peak tree' adds the worker's parent and poppler children.\n\n"
     )

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         description="Checkpoint id or local directory for model-based OCR engines.",
     )
     ocr_batch_size: int = Field(default=8, ge=1)
+    ocr_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads per OCR engine; default: a worker's share of the CPUs.",
+    )
     ocr_options: dict[str, Any] = Field(
         default_factory=dict,
         description='Engine-specific options as JSON, e.g. {"tile_size": 1280, "num_beams": 3}.',

@@ -55,6 +55,7 @@ class EngineConfig:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 8
+    threads: int | None = None  # CPU threads the engine may use; None: its own default
     options: tuple[tuple[str, Any], ...] = field(default=())
 
     def option(self, key: str, default: Any = None) -> Any:

@@ -11,7 +11,8 @@ image, so callers always get polygons in the pixels of the image they passed.
 
 Options (``EngineConfig.options``):
 
-``threads``             onnxruntime intra-op threads per model (default: onnxruntime decides)
+``threads``             onnxruntime intra-op threads per model (default: ``EngineConfig.threads``,
+                        else onnxruntime's choice: every core)
 ``detect_orientation``  look for pages turned by 90/180/270 degrees (default true)
 ``use_cls``             RapidOCR's per-line 0/180 classifier during recognition (default false:
                         the page-level check below handles turned pages, and the small
@@ -97,7 +98,9 @@ def build(config: EngineConfig) -> RapidOcrEngine:
         raise EngineError(f"the rapidocr engine needs the rapidocr package: {exc}") from exc
 
     params: dict[str, Any] = {
-        "Global.log_level": "warning",
+        # Its warnings are about pages, not about RapidOCR ("the text detection result
+        # is empty" on every blank page): noise on the CLI's stderr, not news.
+        "Global.log_level": "error",
         "Global.text_score": settings.text_score,
         "Global.max_side_len": settings.max_side_len,
     }
@@ -119,7 +122,7 @@ def _parse_options(config: EngineConfig) -> _Settings:
         raise EngineError(
             f"unknown rapidocr option(s) {', '.join(unknown)}; known: {', '.join(sorted(_OPTIONS))}"
         )
-    threads = config.option("threads")
+    threads = config.option("threads", config.threads)
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
     ):

@@ -68,9 +68,28 @@ def claim_ocr_batch(session: Session, limit: int, stale_after_s: int) -> list[in
         )
         .order_by(Page.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        # Lock the page rows only: with the join, Postgres would also lock the
+        # document row, and a second worker claiming at the same moment would skip
+        # every page of that document and waste its wake-up, stranding a page
+        # until the sweeper came by (seen at page 300 of 300).
+        .with_for_update(skip_locked=True, of=Page)
     ).all()
     return claim(session, list(candidates), PageStatus.OCR, stale_after_s)
+
+
+def ocr_work_waiting(session: Session) -> bool:
+    """Whether any page of a live document waits, unclaimed, for OCR."""
+    waiting = (
+        select(Page.id)
+        .join(Document, Document.id == Page.document_id)
+        .where(
+            Page.status == PageStatus.OCR,
+            Page.claimed_at.is_(None),
+            Document.status == DocumentStatus.PROCESSING,
+        )
+        .limit(1)
+    )
+    return session.scalar(waiting) is not None
 
 
 def dead_claimers(session: Session, document_id: uuid.UUID | None = None) -> list[str]:

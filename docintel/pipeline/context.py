@@ -50,6 +50,7 @@ def ocr_engine_config(settings: Settings) -> EngineConfig:
         device=settings.device,
         dtype=settings.dtype,
         batch_size=settings.ocr_batch_size,
+        threads=settings.ocr_threads,
         options=tuple(sorted((k, _frozen(v)) for k, v in settings.ocr_options.items())),
     )
 

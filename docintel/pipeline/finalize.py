@@ -1,21 +1,20 @@
 """Finalize: once no page is left in flight, settle the document's status and its job.
 
 Every finished page asks for this; all but the last find pages in flight and
-only bring the job's progress up to date, so users see how far a document is
-while it runs. Running it twice gives the same result.
+return after refreshing the job's progress. Running it twice gives the same result.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import select
 
 from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
 from docintel.models.base import utcnow
 from docintel.pipeline.context import FollowUp, StageContext
+from docintel.pipeline.progress import page_counts, record_progress
 
 _IN_FLIGHT = (PageStatus.PENDING, PageStatus.OCR)
 
@@ -23,18 +22,10 @@ _IN_FLIGHT = (PageStatus.PENDING, PageStatus.OCR)
 def finalize_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
     session = ctx.session
     doc_id = uuid.UUID(document_id)
-    counts: Counter[PageStatus] = Counter(
-        dict(
-            session.execute(
-                select(Page.status, func.count())
-                .where(Page.document_id == doc_id)
-                .group_by(Page.status)
-            ).all()
-        )
-    )
+    counts = page_counts(session, doc_id)
     done, failed = counts[PageStatus.DONE], counts[PageStatus.FAILED]
     if any(counts[s] for s in _IN_FLIGHT):
-        _record_progress(ctx, doc_id, done, failed)
+        record_progress(session, doc_id)  # pages failed by the sweeper count too
         return []
     doc = session.get(Document, doc_id, with_for_update=True)
     if doc is None or doc.status != DocumentStatus.PROCESSING:
@@ -70,21 +61,6 @@ def finalize_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
         )
         job.finished_at = doc.finished_at
     return []
-
-
-def _record_progress(ctx: StageContext, doc_id: uuid.UUID, done: int, failed: int) -> None:
-    # Finalizers of different pages run concurrently and may commit out of
-    # order; never let an older count overwrite a newer one.
-    ctx.session.execute(
-        update(Job)
-        .where(Job.document_id == doc_id, Job.finished_at.is_(None))
-        .values(
-            pages_done=case((Job.pages_done > done, Job.pages_done), else_=done),
-            pages_failed=case((Job.pages_failed > failed, Job.pages_failed), else_=failed),
-            heartbeat_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _stage_totals(timings: Any) -> dict[str, float]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from docintel.engines.base import OcrEngine, Region, TextLine
 from docintel.engines.registry import (
@@ -24,15 +25,17 @@ from docintel.engines.registry import (
     has_region_detector,
 )
 from docintel.models import Page, TextSource
-from docintel.pipeline.claims import claim_ocr_batch
+from docintel.pipeline.claims import claim_ocr_batch, ocr_work_waiting
 from docintel.pipeline.context import FollowUp, StageContext, ocr_engine_config
 from docintel.pipeline.errors import DocumentError, ErrorCode
+from docintel.pipeline.page import ocr_queue
 from docintel.pipeline.page_results import (
     add_timing,
     fail_page,
     write_page_lines,
     write_regions,
 )
+from docintel.pipeline.progress import record_progress
 from docintel.pipeline.sources import PIL_DECODE_ERRORS
 from docintel.settings import Settings
 from docintel.storage import BlobNotFound
@@ -48,9 +51,14 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
         return []
     engine = get_ocr_engine(config)
     claimed = list(session.scalars(select(Page).where(Page.id.in_(page_ids)).order_by(Page.id)))
-    finalize = [
+    follow_ups = [
         FollowUp("docintel.finalize", (str(doc_id),)) for doc_id in {p.document_id for p in claimed}
     ]
+    if ocr_work_waiting(session):
+        # Wake-ups are only hints, and one lost (a worker killed between taking the
+        # message and claiming) would strand a page until the sweeper's timeout. A
+        # batch that found work and sees more waiting passes the baton on.
+        follow_ups.append(FollowUp("docintel.ocr_batch", (), queue=ocr_queue(settings.ocr_engine)))
     # A page whose image is gone or unreadable fails alone: the batch holds pages
     # of other documents, which must not fail (or be retried forever) with it.
     pages, images = [], []
@@ -62,7 +70,8 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
             pages.append(page)
             images.append(loaded)
     if not pages:
-        return finalize
+        _record_progress(session, claimed)
+        return follow_ups
 
     started = time.perf_counter()
     results = _recognize_isolating_failures(engine, images)
@@ -77,7 +86,15 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
         write_page_lines(session, page, result, TextSource.OCR, config.name)
         if regions is not None:
             write_regions(session, page, regions[n], config.name)
-    return finalize
+    _record_progress(session, claimed)
+    return follow_ups
+
+
+def _record_progress(session: Session, pages: Sequence[Page]) -> None:
+    # In a fixed order: two batches spanning the same documents lock their job rows
+    # in the same order and cannot deadlock.
+    for document_id in sorted({page.document_id for page in pages}):
+        record_progress(session, document_id)
 
 
 def ocr_batch_size(settings: Settings) -> int:

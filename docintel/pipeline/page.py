@@ -15,6 +15,7 @@ from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.errors import DocumentError
 from docintel.pipeline.originals import local_original
 from docintel.pipeline.page_results import add_timing, fail_page, write_page_lines
+from docintel.pipeline.progress import record_progress
 from docintel.pipeline.render import encode_png, render_page
 from docintel.pipeline.split import render_dpi
 from docintel.pipeline.textlayer import extract_text_lines, page_image_coverage, text_layer_quality
@@ -39,8 +40,10 @@ def process_page(ctx: StageContext, page_id: int) -> list[FollowUp]:
         use_ocr = _render_and_read(ctx, doc, page)
     except DocumentError as error:
         fail_page(page, error)
+        record_progress(session, doc.id)
         return finished
     if not use_ocr:
+        record_progress(session, doc.id)
         return finished
     page.status = PageStatus.OCR
     page.claimed_at = None  # free for an OCR worker to claim

@@ -1,10 +1,11 @@
-"""Worker process hooks: fresh DB connections after fork, engines released at shutdown."""
+"""Worker process hooks: fresh DB connections after fork, freed memory returned after
+each task, engines released at shutdown."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import task_postrun, worker_process_init, worker_process_shutdown
 
 _installed = False
 
@@ -16,6 +17,7 @@ def install() -> None:
     _installed = True
     worker_process_init.connect(_after_fork, weak=False)
     worker_process_shutdown.connect(_at_shutdown, weak=False)
+    task_postrun.connect(_after_task, weak=False)
 
 
 def _after_fork(**_: Any) -> None:
@@ -23,6 +25,13 @@ def _after_fork(**_: Any) -> None:
     from docintel.db import reset_engines
 
     reset_engines()
+
+
+def _after_task(**_: Any) -> None:
+    # Without this a long-lived worker's RSS creeps up page after page (see docintel.memory).
+    from docintel.memory import release_free_memory
+
+    release_free_memory()
 
 
 def _at_shutdown(**_: Any) -> None:

@@ -333,3 +333,12 @@ def _signed_area(polygon: tuple[float, ...]) -> float:
     """Shoelace area; positive when the corners run clockwise on screen (y down)."""
     xs, ys = polygon[0::2], polygon[1::2]
     return 0.5 * sum(xs[k] * ys[(k + 1) % 4] - xs[(k + 1) % 4] * ys[k] for k in range(4))
+
+
+def test_threads_come_from_the_config_unless_an_option_says_otherwise() -> None:
+    from docintel.engines.rapidocr_engine import _parse_options
+
+    assert _parse_options(EngineConfig(name="rapidocr")).threads is None
+    assert _parse_options(EngineConfig(name="rapidocr", threads=1)).threads == 1
+    both = EngineConfig(name="rapidocr", threads=1, options=(("threads", 2),))
+    assert _parse_options(both).threads == 2

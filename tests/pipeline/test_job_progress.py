@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from docintel.db import session_scope
 from docintel.models import Document, DocumentStatus, Job
-from docintel.pipeline import page, split
+from docintel.pipeline import ocr, page, split
 from docintel.pipeline.context import StageContext
 from docintel.pipeline.ingest import ingest_file
 from docintel.queue.base import run_stage
@@ -57,3 +57,38 @@ def test_pages_done_and_heartbeat_advance_page_by_page(
     with session_scope(settings.database_url) as session:
         doc = session.get(Document, doc_id)
         assert doc is not None and doc.status == DocumentStatus.DONE
+
+
+def test_progress_is_written_with_the_page_not_by_a_later_finalize(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a busy queue the finalize message waits behind the document's other work:
+    the stage that finishes a page must count it itself (native and OCR path)."""
+    settings = apply_env(monkeypatch, base_env(tmp_path, pg_url))
+    marker = str(uuid.uuid4())[:8]
+    path = fx.make_mixed_pdf(
+        tmp_path / "mixed.pdf", [f"Native page {marker}", "Scanned page 2"], scanned={2}
+    )
+    with session_scope(settings.database_url) as session:
+        ctx = StageContext(session, settings)
+        doc_id = ingest_file(ctx, path).document_id
+        page_ids = [f.args[0] for f in split.split_document(ctx, str(doc_id))]
+
+    def progress() -> tuple[int, int]:
+        with session_scope(settings.database_url) as session:
+            row = session.scalar(select(Job).where(Job.document_id == doc_id))
+            assert row is not None
+            return (row.pages_done, row.pages_total)
+
+    # The stage functions alone, their follow-ups (finalize among them) never sent.
+    for page_id in page_ids:
+        with session_scope(settings.database_url) as session:
+            page.process_page(StageContext(session, settings), page_id)
+    assert progress() == (1, 2)  # the native page; the scan waits for OCR
+    # Oldest first: pages other tests left waiting in this database may come first.
+    for _ in range(20):
+        with session_scope(settings.database_url) as session:
+            follow_ups = ocr.ocr_batch(StageContext(session, settings))
+        if progress() == (2, 2) or not follow_ups:
+            break
+    assert progress() == (2, 2)

@@ -11,6 +11,7 @@ from sqlalchemy import update
 from docintel.db import session_scope
 from docintel.models import Document, DocumentStatus, Page, PageStatus
 from docintel.pipeline import ocr, page, split
+from docintel.pipeline.claims import claim_ocr_batch
 from docintel.pipeline.context import StageContext, store_for
 from docintel.pipeline.finalize import finalize_document
 from docintel.pipeline.ingest import ingest_file
@@ -79,3 +80,25 @@ def test_pages_of_cancelled_documents_are_not_claimed(settings: Settings, tmp_pa
     _ocr_batch(settings)
     left = _page(settings, page_id)
     assert (left.status, left.claimed_at, left.attempts) == (PageStatus.OCR, None, 0)
+
+
+def test_a_locked_document_row_does_not_hide_its_pages(settings: Settings, tmp_path: Path) -> None:
+    """Finalize (and a concurrent claim) lock the document row; a claim must still
+    find the document's pages, or its wake-up is wasted and a page is stranded."""
+    scan = fx.make_scanned_pdf(tmp_path / "locked.pdf", [f"Locked {uuid.uuid4().hex[:8]}"])
+    doc_id, page_id = _waiting_for_ocr(settings, scan)
+    with session_scope(settings.database_url) as holder:
+        assert holder.get(Document, doc_id, with_for_update=True) is not None
+        with session_scope(settings.database_url) as claimer:
+            claimed = claim_ocr_batch(claimer, 1000, settings.stuck_after_s)
+        assert page_id in claimed
+
+
+def test_a_batch_that_sees_more_work_passes_the_wake_up_on(
+    settings: Settings, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    for n in range(2):
+        _waiting_for_ocr(settings, fx.make_scanned_pdf(tmp_path / f"{n}.pdf", [f"{tag} {n}"]))
+    sent = _ocr_batch(settings)  # a CPU engine claims one page per task
+    assert "docintel.ocr_batch" in [getattr(f, "task", None) for f in sent]
