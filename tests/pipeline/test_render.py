@@ -46,8 +46,16 @@ def test_pdf_page_has_the_size_of_its_dpi(tmp_path: Path, dpi: int, size: tuple[
     page = _render(path, PDF, dpi=dpi)
     assert page.dpi == dpi
     assert page.image.size == size
-    assert page.image.mode == "RGB"
+    assert page.image.mode == "L"  # black text on white: no colour to keep
     assert 0 < _dark_fraction(page.image) < 0.05  # text was drawn, the page is mostly white
+
+
+def test_a_page_with_colour_stays_rgb(tmp_path: Path) -> None:
+    red_box = b"1 0 0 rg 100 100 40 40 re f"
+    path = write_pdf(tmp_path / "red.pdf", [PdfPage(lines=["Red"], extra_content=red_box)])
+    image = _render(path, PDF, dpi=72).image
+    assert image.mode == "RGB"
+    assert image.getpixel((120, 792 - 120)) == (255, 0, 0)
 
 
 def test_pdf_page_selection_and_rotation(tmp_path: Path) -> None:
