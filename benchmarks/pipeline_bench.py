@@ -60,7 +60,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 KINDS = ("born-digital pdf", "scanned pdf", "image", "malformed")
-OCR_KINDS = frozenset({"scanned pdf", "image"})
 PG_ADMIN_URL = os.environ.get(
     "DOCINTEL_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -762,7 +761,7 @@ def measure_cer(
     table = []
     for doc in docs:
         gt = doc.text_gt
-        if gt is None or doc.kind not in OCR_KINDS:
+        if gt is None:
             continue
         reference = reference_text(gt)
         result = CerRow(doc.local_path, 0, {}, None)
@@ -795,7 +794,9 @@ def measure_cer(
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines += [
+        "| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows
+    ]
     return "\n".join(lines)
 
 
@@ -950,8 +951,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
             stores["distributed"] = (work / "distributed" / "blobs").resolve().as_uri()
-        ocr_docs = [d for kind in OCR_KINDS for d in groups[kind]]
-        cer_rows = measure_cer(sorted(ocr_docs, key=lambda d: d.local_path), runs, stores)
+        text_docs = [d for kind in KINDS for d in groups[kind] if d.text_gt is not None]
+        cer_rows = measure_cer(sorted(text_docs, key=lambda d: d.local_path), runs, stores)
 
     print("## Throughput and memory\n")
     for run in runs:
@@ -961,7 +962,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the larger worker); tree: the worker with its pool and poppler children.\n"
     )
     print(throughput_table(runs))
-    print("\n## Character error rate on scans and images with text ground truth\n")
+    print("\n## Character error rate on documents with text ground truth\n")
     print(cer_table(cer_rows, [r.mode for r in runs]))
     print(
         f"\n'not worse': docintel's CER is at most RapidOCR's + {100 * CER_TOLERANCE:.1f} "

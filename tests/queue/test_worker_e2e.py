@@ -150,3 +150,37 @@ def test_every_page_is_stored_once(cluster: Distributed, tmp_path: Path) -> None
             select(func.count()).select_from(Line).join(Page).where(Page.document_id == doc_id)
         )
         assert lines == 8
+
+
+def test_the_cli_submits_to_the_workers_and_waits(cluster: Distributed, tmp_path: Path) -> None:
+    """`docintel process` with a broker configured: the workers do the work, the CLI
+    waits for them and writes the same contract JSON as in embedded mode."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    marker = uuid.uuid4().hex[:8]
+    digital = fx.make_text_pdf(tmp_path / "cli.pdf", [f"Submitted by the CLI {marker}"])
+    broken = fx.make_corrupt_pdf(tmp_path / "broken.pdf")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "docintel", "process", str(digital), str(broken), "--out", str(out)],
+        env={**os.environ, **cluster.env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if line.startswith("docintel: ")
+    ]
+    assert "broken.pdf: failed: corrupt" in result.stderr
+    doc = json.loads((out / "cli.json").read_text())
+    assert doc["document"]["status"] == "done"
+    assert doc["pages"][0]["text"] == f"Submitted by the CLI {marker}"
+    with session_scope(cluster.settings.database_url) as session:
+        # The CLI wrote into the cluster's Postgres, not an embedded SQLite file.
+        stored = session.get(Document, uuid.UUID(doc["document"]["id"]))
+        assert stored is not None and stored.status == "done"
+    assert not (Path(cluster.env["DOCINTEL_DATA_DIR"]) / "docintel.db").exists()
