@@ -12,7 +12,8 @@ on one page, then reads all pages in one ``recognize`` call (tiles from all
 pages share batches, as in a GPU worker); with ``--repeat`` the fastest of
 the timed calls is kept.
 
-Columns: pages/s, tiles/s and generated tokens/s of the timed call; ``oom``
+Columns: pages/s, tiles/s and generated tokens/s of the timed call; ``lines``
+the text lines it returned after merging (a check that the answers parsed); ``oom``
 the out-of-memory retries over all calls (the engine halved the batch: the
 row then did not run at the batch size it is labelled with) and ``end batch``
 the batch size it ended with; ``splits`` the tiles read again in quarters because they hit the
@@ -20,12 +21,27 @@ token limit. Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA; on
 CPU the peak resident set of the process during the timed call ("peak RSS",
 model and libraries included) and its growth over the call ("+run").
 
-Without --model a tiny checkpoint is built whose weights spell a fixed 8-line
-answer (about 200 tokens, then </s>) for every tile, like a real model on a
-moderately dense tile: the numbers measure the machinery (tiling, batching,
-generate, parsing, merging), not Florence-2. It runs with one torch thread
-unless --threads says otherwise: the tiny model gains nothing from threads,
-and on a shared machine OpenMP spin-waiting makes it several times slower.
+Without --model a checkpoint is built in a temp dir whose weights spell a
+fixed answer for every tile (``--answer-tokens``, about 200 by default: 8
+lines, then </s>), like a real model on a moderately dense tile. With
+``--arch tiny`` (default) it is a tiny model: the numbers measure the
+machinery (tiling, batching, generate, parsing, merging), not Florence-2; it
+runs with one torch thread unless --threads says otherwise (the tiny model
+gains nothing from threads, and on a shared machine OpenMP spin-waiting makes
+it several times slower). ``--arch base`` / ``large`` build the published
+Florence-2 shapes with scripted weights: the compute and memory of the real
+model where its weights cannot be downloaded (a GPU lent without a hub). The
+scripted checkpoint keeps three untied vocabulary matrices where the real one
+ties them (+118M parameters for base, +157M for large), so its ``weights``
+column is that much above the real model's; the per-batch growth is not
+affected.
+
+On CUDA, ``weights MiB`` is the memory allocated once the model is loaded and
+``peak CUDA MiB`` the peak during the timed call; ``--memory-fraction`` caps
+what the process may take (``torch.cuda.set_per_process_memory_fraction``),
+so the out-of-memory path runs for real: the engine halves its batch.
+
+The GPU numbers in the README came from ``benchmarks/florence2_gpu.sh``.
 """
 
 from __future__ import annotations
@@ -108,6 +124,30 @@ def synth_page(seed: int, width: int = 1700, height: int = 2200) -> Image.Image:
     return page
 
 
+def _answer_of(lines: int) -> str:
+    from tests.fixtures.tiny_florence2 import loc
+
+    step = 960 // lines
+    parts = []
+    for i in range(lines):
+        y = 20 + i * step
+        words = f"{WORDS[i % len(WORDS)]} {WORDS[(i + 3) % len(WORDS)]} {i}.00"
+        parts.append(words + loc(50, y, 900, y, 900, y + step // 2, 50, y + step // 2))
+    return "".join(parts)
+
+
+def scripted_answer(tokens: int) -> str:
+    """Lines of OCR output with boxes, about ``tokens`` long (0: 8 lines)."""
+    from tests.fixtures.tiny_florence2 import answer_length
+
+    if tokens <= 0:
+        return _answer_of(8)
+    lines = 1
+    while lines < 200 and answer_length(_answer_of(lines + 1)) <= tokens:
+        lines += 1
+    return _answer_of(lines)
+
+
 class PeakRss:
     """Samples this process's RSS in a thread: the peak of one run, not of the process."""
 
@@ -154,6 +194,8 @@ class Row:
     oom_retries: int = 0
     end_batch: int = 0
     splits: int = 0
+    weights_mib: float = 0.0
+    lines: int = 0
     error: str = ""
 
 
@@ -167,6 +209,7 @@ class Job:
     options: tuple[tuple[str, int], ...]
     threads: int
     repeat: int
+    memory_fraction: float = 0.0
 
 
 def run_one(job: Job) -> Row:
@@ -177,6 +220,8 @@ def run_one(job: Job) -> Row:
     transformers.utils.logging.disable_progress_bar()
     if job.threads:
         torch.set_num_threads(job.threads)
+    if job.memory_fraction and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(job.memory_fraction)
     pages = [synth_page(i) for i in range(job.pages)]
     config = EngineConfig(
         name="florence2",
@@ -189,17 +234,19 @@ def run_one(job: Job) -> Row:
     engine = Florence2Ocr(config)
     try:
         on_cuda = engine.loaded.device.startswith("cuda")
+        weights = torch.cuda.memory_allocated() if on_cuda else 0
         engine.recognize(pages[:1])  # warm-up: kernels, allocator, caches
         oom_retries = engine.last_run.oom_retries
         baseline = PeakRss.rss()  # after the warm-up: the model and the runtime
         best_seconds, best_run, peak, peak_rss = math.inf, engine.last_run, 0, 0
+        lines = 0
         for _ in range(max(1, job.repeat)):
             if on_cuda:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             with PeakRss() as rss:
                 start = time.perf_counter()
-                engine.recognize(pages)
+                found = engine.recognize(pages)
                 if on_cuda:
                     torch.cuda.synchronize()
                 seconds = time.perf_counter() - start
@@ -209,6 +256,7 @@ def run_one(job: Job) -> Row:
             oom_retries += engine.last_run.oom_retries
             if seconds < best_seconds:
                 best_seconds, best_run = seconds, engine.last_run
+                lines = sum(len(page_lines) for page_lines in found)
         return Row(
             job.batch_size,
             job.dtype,
@@ -221,6 +269,8 @@ def run_one(job: Job) -> Row:
             oom_retries=oom_retries,
             end_batch=engine.max_batch,
             splits=best_run.splits,
+            weights_mib=weights / 2**20,
+            lines=lines,
         )
     finally:
         engine.close()
@@ -237,48 +287,64 @@ def run_isolated(job: Job) -> Row:
             return Row(job.batch_size, job.dtype, job.pages, error=message)
 
 
+def format_row(r: Row, on_cuda: bool) -> str:
+    if r.error:
+        return f"| {r.batch_size:5d} | {r.dtype:8s} | failed: {r.error} |"
+    cells = [
+        f"{r.batch_size:5d}",
+        f"{r.dtype:8s}",
+        f"{r.pages / r.seconds:7.2f}",
+        f"{r.tiles / r.seconds:7.2f}",
+        f"{r.tokens / r.seconds:12.1f}",
+        f"{r.tiles:5d}",
+        f"{r.tokens:6d}",
+        f"{r.seconds:7.2f}",
+        f"{r.oom_retries:3d}",
+        f"{r.end_batch:9d}",
+        f"{r.splits:6d}",
+        f"{r.lines:5d}",
+    ]
+    if on_cuda:
+        cells += [f"{r.weights_mib:11.0f}", f"{r.peak_mib:13.0f}"]
+    else:
+        cells += [f"{r.peak_mib:12.0f}", f"{r.run_mib:8.0f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
 def print_table(rows: list[Row], on_cuda: bool) -> None:
-    memory = "| peak CUDA MiB |" if on_cuda else "| peak RSS MiB | +run MiB |"
+    memory = "| weights MiB | peak CUDA MiB |" if on_cuda else "| peak RSS MiB | +run MiB |"
     header = (
         "| batch | dtype    | pages/s | tiles/s | gen tokens/s | tiles | tokens | seconds "
-        f"| oom | end batch | splits {memory}"
+        f"| oom | end batch | splits | lines {memory}"
     )
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
-    for r in rows:
-        if r.error:
-            print(f"| {r.batch_size:5d} | {r.dtype:8s} | failed: {r.error} |")
-            continue
-        cells = [
-            f"{r.batch_size:5d}",
-            f"{r.dtype:8s}",
-            f"{r.pages / r.seconds:7.2f}",
-            f"{r.tiles / r.seconds:7.2f}",
-            f"{r.tokens / r.seconds:12.1f}",
-            f"{r.tiles:5d}",
-            f"{r.tokens:6d}",
-            f"{r.seconds:7.2f}",
-            f"{r.oom_retries:3d}",
-            f"{r.end_batch:9d}",
-            f"{r.splits:6d}",
-        ]
-        if on_cuda:
-            cells.append(f"{r.peak_mib:13.0f}")
-        else:
-            cells += [f"{r.peak_mib:12.0f}", f"{r.run_mib:8.0f}"]
-        print("| " + " | ".join(cells) + " |")
+    for row in rows:
+        print(format_row(row, on_cuda))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--model", help="checkpoint id or directory (default: tiny scripted)")
+    parser.add_argument("--model", help="checkpoint id or directory (default: built, scripted)")
+    parser.add_argument(
+        "--arch",
+        choices=("tiny", "base", "large"),
+        default="tiny",
+        help="shape of the built checkpoint when no --model is given",
+    )
+    parser.add_argument(
+        "--answer-tokens", type=int, default=0, help="scripted answer length (0: 8 lines)"
+    )
+    parser.add_argument(
+        "--memory-fraction", type=float, default=0.0, help="CUDA memory cap for the process"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--batch-sizes", default="1,4,8,16")
     parser.add_argument("--pages", type=int, default=4)
     parser.add_argument("--tile-size", type=int, default=1024)
     parser.add_argument("--overlap", type=int, default=128)
-    parser.add_argument("--num-beams", type=int, default=0, help="0: engine default by device")
+    parser.add_argument("--num-beams", type=int, default=0, help="0: engine default (greedy)")
     parser.add_argument("--max-new-tokens", type=int, default=0, help="0: the model's limit")
     parser.add_argument("--min-tile-size", type=int, default=0, help="0: engine default")
     parser.add_argument(
@@ -294,7 +360,8 @@ def main(argv: list[str] | None = None) -> None:
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
-    threads = args.threads or (1 if args.model is None else 0)
+    tiny = args.model is None and args.arch == "tiny"
+    threads = args.threads or (1 if tiny else 0)
     options: dict[str, int] = {"tile_size": args.tile_size, "overlap": args.overlap}
     if args.max_new_tokens:
         options["max_new_tokens"] = args.max_new_tokens
@@ -307,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     page = synth_page(0)
     load = "n/a" if not hasattr(os, "getloadavg") else f"{os.getloadavg()[0]:.2f}"
     print(
-        f"model={args.model or 'tiny scripted (built in a temp dir)'} device={device} "
+        f"model={args.model or args.arch + ' scripted (built in a temp dir)'} device={device} "
         f"torch threads={threads or torch.get_num_threads()} pages={args.pages} "
         f"page={page.width}x{page.height} options={options} repeat={args.repeat} "
         f"load average={load} cpus={os.cpu_count()}",
@@ -316,13 +383,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="tiny-florence2-") as tmp:
         model = args.model
         if model is None:
-            from tests.fixtures.tiny_florence2 import build_tiny_florence2, loc
+            from tests.fixtures.tiny_florence2 import answer_length, build_tiny_florence2
 
-            answer = "".join(
-                f"{WORDS[i]} {WORDS[i + 3]} {i}.00" + loc(50, y, 900, y, 900, y + 20, 50, y + 20)
-                for i, y in enumerate(range(50, 850, 100))
-            )
-            model = str(build_tiny_florence2(Path(tmp), answer=answer))
+            answer = scripted_answer(args.answer_tokens)
+            print(f"scripted answer: {answer_length(answer)} tokens", flush=True)
+            model = str(build_tiny_florence2(Path(tmp), answer=answer, arch=args.arch))
         run = run_one if args.no_isolate else run_isolated
         rows = []
         for dtype in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
@@ -336,9 +401,11 @@ def main(argv: list[str] | None = None) -> None:
                     options=tuple(sorted(options.items())),
                     threads=threads,
                     repeat=args.repeat,
+                    memory_fraction=args.memory_fraction,
                 )
                 rows.append(run(job))
-                print(f"done: batch {batch_size} {dtype}", file=sys.stderr, flush=True)
+                # Each row as it comes: a run cut short still leaves its rows.
+                print("done:", format_row(rows[-1], on_cuda), file=sys.stderr, flush=True)
     print_table(rows, on_cuda)
 
 

@@ -126,13 +126,15 @@ class _Florence2Engine:
         # Lowered for good after an out-of-memory error: the GPU will not grow,
         # and failing every call at the configured size wastes an encoder pass.
         self.max_batch = self.batch_size
-        beams = _int_option(config, "num_beams", 0, 0)  # 0: by device
+        beams = _int_option(config, "num_beams", 1, 1)
         wanted_tokens = _int_option(config, "max_new_tokens", 1 << 30, 1)
         self._loaded: loading.LoadedModel | None = loading.acquire(config)
         # Release the shared model even if nobody calls close().
         self._release = weakref.finalize(self, loading.release, self._loaded.key)
-        # Beam search (3, as in the official examples) pays off on a GPU only.
-        self.num_beams = beams or (3 if self._loaded.device.startswith("cuda") else 1)
+        # Greedy by default. Beam search (3 in the official examples) reorders the
+        # whole KV cache every step: on an H200, Florence-2-large at 24 tiles per
+        # batch ran 61 ms per decode step with 3 beams against 8.3 ms greedy.
+        self.num_beams = beams
         # Generating past the decoder's position table raises IndexError.
         self.max_new_tokens = min(wanted_tokens, self.decoder_positions)
         # Extra keyword arguments for model.generate (tests script the decoder here).

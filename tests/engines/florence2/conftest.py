@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,20 @@ def lively_florence2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_config(tiny_florence2_dir: Path) -> ConfigFactory:
-    """EngineConfig for the tiny checkpoint on CPU; keyword arguments become options."""
+    """EngineConfig for the tiny checkpoint; keyword arguments become options.
 
-    def make(batch_size: int = 8, dtype: str = "auto", **options: Any) -> EngineConfig:
+    The device is the CPU unless ``DOCINTEL_TEST_DEVICE`` names another (the
+    engine tests run on a GPU that way: ``DOCINTEL_TEST_DEVICE=cuda``), and
+    ``DOCINTEL_TEST_DTYPE`` sets the default dtype.
+    """
+    device = os.environ.get("DOCINTEL_TEST_DEVICE", "cpu")
+    default_dtype = os.environ.get("DOCINTEL_TEST_DTYPE", "auto")
+
+    def make(batch_size: int = 8, dtype: str = default_dtype, **options: Any) -> EngineConfig:
         return EngineConfig(
             name="florence2",
             model=str(tiny_florence2_dir),
-            device="cpu",
+            device=device,
             dtype=dtype,
             batch_size=batch_size,
             options=tuple(sorted(options.items())),

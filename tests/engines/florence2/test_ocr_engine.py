@@ -168,10 +168,15 @@ def test_batched_equals_one_by_one_when_answers_depend_on_the_image(
 ) -> None:
     # The plain tiny model answers the same junk for every tile, so the test above
     # cannot see rows mixed up or padding leaking into the answers; this one can.
+    # float32 whatever DOCINTEL_TEST_DTYPE says: in bfloat16 on a GPU the kernels
+    # chosen for a batch of 8 round differently from those for 1, and this model's
+    # junk answers (near-ties everywhere) then diverge after a few tokens (seen on
+    # an H200). That is arithmetic, not batching, so it is not what this test is for.
     options = {"tile_size": 96, "overlap": 16, "min_tile_size": 96, "max_new_tokens": 16}
     lively = str(lively_florence2_dir)
-    batched = Florence2Ocr(replace(make_config(batch_size=8, **options), model=lively))
-    single = Florence2Ocr(replace(make_config(batch_size=1, **options), model=lively))
+    exact = {"dtype": "float32", **options}
+    batched = Florence2Ocr(replace(make_config(batch_size=8, **exact), model=lively))
+    single = Florence2Ocr(replace(make_config(batch_size=1, **exact), model=lively))
     try:
         pages = [noise(200, 150, 30), noise(90, 90, 31), noise(150, 100, 32)]
         spies = [Spy(batched), Spy(single)]
@@ -327,12 +332,13 @@ def test_max_new_tokens_is_bounded_by_decoder_positions(
     assert engine.last_run.truncated_kept == 1
 
 
-def test_engine_defaults_on_cpu(build: Callable[..., Florence2Ocr]) -> None:
-    engine = build()
-    assert engine.num_beams == 1  # beams cost too much on CPU; 3 on CUDA
+def test_engine_defaults(build: Callable[..., Florence2Ocr]) -> None:
+    engine = build(dtype="auto")
+    assert engine.num_beams == 1  # greedy: beam search costs 7x per step on a GPU
     assert (engine.tile_size, engine.overlap, engine.min_tile_size) == (1024, 128, 256)
-    assert engine.loaded.attn_implementation == "sdpa"
-    assert engine.loaded.dtype_name == "float32"
+    assert engine.loaded.attn_implementation == "sdpa"  # flash-attn is not installed here
+    on_cpu = engine.loaded.device == "cpu"
+    assert engine.loaded.dtype_name in (("float32",) if on_cpu else ("bfloat16", "float16"))
 
 
 def test_beam_search_runs(build: Callable[..., Florence2Ocr]) -> None:
