@@ -78,6 +78,23 @@ class Settings(BaseSettings):
             self.storage_url = (self.data_dir / "blobs").resolve().as_uri()
         return self
 
+    def timing_problems(self) -> list[str]:
+        """Queue timings that make the same work run twice (correct, but wasted)."""
+        problems = []
+        if self.stuck_after_s <= self.task_time_limit_s:
+            problems.append(
+                f"DOCINTEL_STUCK_AFTER_S ({self.stuck_after_s}) is not above "
+                f"DOCINTEL_TASK_TIME_LIMIT_S ({self.task_time_limit_s}): the sweeper may "
+                "re-send pages whose task is still running"
+            )
+        if self.visibility_timeout_s <= self.task_time_limit_s:
+            problems.append(
+                f"DOCINTEL_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) is not above "
+                f"DOCINTEL_TASK_TIME_LIMIT_S ({self.task_time_limit_s}): Redis may hand a "
+                "running task to a second worker"
+            )
+        return problems
+
     @property
     def embedded(self) -> bool:
         """True when no broker is configured: tasks run in this process."""

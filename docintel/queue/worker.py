@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import MutableMapping
 
 from docintel.queue.app import app
@@ -16,6 +17,8 @@ def start_worker(
         # One process per GPU: a second would load a second copy of the weights.
         concurrency = 1 if "gpu" in queues else usable_cpus()
     share_cpus_among_pool(concurrency)
+    for problem in get_settings().timing_problems():
+        print(f"docintel: warning: {problem}", file=sys.stderr)
     argv = [
         "worker",
         f"--queues={','.join(queues)}",
