@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+
 from alembic import context
 from sqlalchemy import Connection, text
 
@@ -11,6 +13,11 @@ from docintel.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata
+
+# The alembic command line logs what it applies (alembic.ini's [loggers]); a
+# program calling us (docintel.migrate, tests) keeps its own logging setup.
+if config.config_file_name and not config.attributes:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _url() -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +89,25 @@ def test_same_migrations_run_on_sqlite(tmp_path: Path) -> None:
     migrate.downgrade(url, "base")
     assert _tables(url) == set()
     migrate.upgrade(url)
+    assert _tables(url) == EXPECTED_TABLES
+
+
+def test_alembic_command_line_uses_the_settings_and_says_what_it_applied(
+    tmp_path: Path,
+) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    env = {**os.environ, "DOCINTEL_DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Running upgrade  -> 0001" in done.stderr
     assert _tables(url) == EXPECTED_TABLES
 
 
