@@ -22,6 +22,11 @@ from PIL import Image
 
 from docintel.engines.base import EngineConfig, EngineError, Region, RegionKind, TextLine
 from docintel.engines.florence2 import loading
+from docintel.engines.florence2.confidence import (
+    ChosenTokenLogprobs,
+    TokenInfo,
+    line_confidences,
+)
 from docintel.engines.florence2.parsing import (
     OCR_TASK,
     OD_TASK,
@@ -61,6 +66,8 @@ class Generation:
     text: str
     new_tokens: int
     truncated: bool
+    token_ids: tuple[int, ...] = ()
+    logprobs: tuple[float, ...] = ()  # of each chosen token; empty under beam search
 
 
 @dataclass(slots=True)
@@ -179,14 +186,22 @@ class _Florence2Engine:
             "do_sample": False,
         }
         kwargs.update(self.generate_overrides)
+        recorder = ChosenTokenLogprobs() if kwargs["num_beams"] == 1 else None
+        if recorder is not None:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [*kwargs.get("logits_processor", []), recorder]
+            )
         with torch.inference_mode():
             sequences = model.generate(**inputs, **kwargs).cpu()
         texts = processor.batch_decode(sequences, skip_special_tokens=False)
+        logprobs = recorder.per_row() if recorder is not None else []
         eos = processor.tokenizer.eos_token_id
         pad = processor.tokenizer.pad_token_id
         budget = int(kwargs["max_new_tokens"])
         results = []
-        for row, text in zip(sequences.tolist(), texts, strict=True):
+        for index, (row, text) in enumerate(zip(sequences.tolist(), texts, strict=True)):
             generated = row[1:]  # row[0] is the decoder start token (which is </s>)
             if eos in generated:
                 count = generated.index(eos) + 1
@@ -196,7 +211,15 @@ class _Florence2Engine:
             else:
                 count = sum(1 for token in generated if token != pad)
                 truncated = True
-            results.append(Generation(text=text, new_tokens=count, truncated=truncated))
+            results.append(
+                Generation(
+                    text=text,
+                    new_tokens=count,
+                    truncated=truncated,
+                    token_ids=tuple(generated[:count]),
+                    logprobs=tuple(logprobs[index][:count]) if logprobs else (),
+                )
+            )
         return results
 
     def _run(
@@ -253,6 +276,7 @@ class Florence2Ocr(_Florence2Engine):
         pages = [_rgb(image) for image in images]
         found: list[list[TileLine]] = [[] for _ in pages]
         processor = self.loaded.processor
+        tokens = TokenInfo.of(processor.tokenizer)
 
         def handle(job: _Job, generation: Generation) -> list[_Job]:
             tile = job.tile
@@ -264,9 +288,11 @@ class Florence2Ocr(_Florence2Engine):
                 self.last_run.truncated_kept += 1
             size = (tile.width, tile.height)
             page = pages[job.index]
-            for line in parse_ocr(processor, generation.text, size):
+            lines = parse_ocr(processor, generation.text, size)
+            scores = line_confidences(lines, generation.token_ids, generation.logprobs, tokens)
+            for line, confidence in zip(lines, scores, strict=True):
                 polygon = tile.to_page(line.quad, size)
-                found[job.index].append(make_line(line.text, polygon, tile, page.size))
+                found[job.index].append(make_line(line.text, polygon, tile, page.size, confidence))
             return []
 
         jobs = [
