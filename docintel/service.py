@@ -41,13 +41,23 @@ class Progress:
 
 
 def submit(
-    settings: Settings, path: Path, *, options: dict[str, Any] | None = None, source: str = "cli"
+    settings: Settings,
+    path: Path,
+    *,
+    options: dict[str, Any] | None = None,
+    source: str = "cli",
+    reprocess: bool = False,
 ) -> IngestResult:
+    """Ingest ``path`` and queue its work (run it, in embedded mode).
+
+    ``reprocess``: if these bytes were processed before, run them again with
+    ``options`` instead of reusing the earlier results (see ``ingest_file``).
+    """
     with session_scope(settings.database_url) as session:
         ctx = StageContext(session, settings)
-        result = ingest_file(ctx, path, options=options, source=source)
+        result = ingest_file(ctx, path, options=options, source=source, reprocess=reprocess)
         follow_ups = list(result.follow_ups)
-        if settings.embedded and not result.created:
+        if settings.embedded and not result.created and not result.restarted:
             # Embedded mode has no workers and no sweeper: a run that was
             # interrupted (Ctrl-C, a kill) left this document unfinished, and only
             # submitting it again can pick it up where it stopped.

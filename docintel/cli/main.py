@@ -52,16 +52,25 @@ def process(
         float | None, typer.Option(help="Give up waiting after this many seconds")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    reprocess: Annotated[
+        bool,
+        typer.Option(
+            help="Run files processed before again, with these options, replacing their results"
+        ),
+    ] = False,
 ) -> None:
     """Process FILES end to end and write the results to --out.
 
     Embedded (no DOCINTEL_BROKER_URL): runs here, with SQLite and the CPU engine.
     Distributed: submits to the workers and waits. Exit code 0 only if every file is done.
+    A file whose bytes were processed before reuses those results unless --reprocess.
     """
     from docintel.cli.process import run_process
 
     options = {k: v for k, v in {"ocr_mode": ocr_mode, "dpi": dpi}.items() if v is not None}
-    code = run_process(get_settings(), files, out, options, timeout=timeout, quiet=quiet)
+    code = run_process(
+        get_settings(), files, out, options, timeout=timeout, quiet=quiet, reprocess=reprocess
+    )
     raise typer.Exit(code)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from docintel.db import session_scope
 from docintel.models import DocumentStatus
 from docintel.output import document_json, document_markdown, load_document
+from docintel.pipeline.ingest import IngestResult
 from docintel.service import Progress, submit, wait
 from docintel.settings import Settings
 
@@ -24,6 +25,7 @@ def run_process(
     *,
     timeout: float | None,
     quiet: bool,
+    reprocess: bool = False,
 ) -> int:
     if settings.database_url.startswith("sqlite"):
         from docintel import migrate
@@ -37,7 +39,9 @@ def run_process(
     def submit_all() -> None:
         try:
             for path in files:
-                submitted[path] = submit(settings, path, options=options).document_id
+                result = submit(settings, path, options=options, reprocess=reprocess)
+                submitted[path] = result.document_id
+                _explain_reuse(path, result, options, reprocess)
         except BaseException as error:  # surfaced by the main thread below
             errors.append(error)
 
@@ -72,6 +76,28 @@ def run_process(
             detail = _error_line(settings, doc_id) if state and state.terminal else "timed out"
             print(f"docintel: {path}: {status.value}: {detail}", file=sys.stderr)
     return exit_code
+
+
+def _explain_reuse(
+    path: Path, result: IngestResult, options: dict[str, Any], reprocess: bool
+) -> None:
+    """Say so when earlier results stand in for what this command asked for."""
+    earlier = result.earlier_options
+    if earlier is None:
+        return
+    if reprocess:
+        print(
+            f"docintel: {path}: not reprocessed: document {result.document_id} is still "
+            "being processed; run again once it has finished",
+            file=sys.stderr,
+        )
+    elif options and earlier != options:
+        print(
+            f"docintel: {path}: same content as document {result.document_id}, processed "
+            f"with {json.dumps(earlier, sort_keys=True)}; reusing its results "
+            "(--reprocess runs it again with these options)",
+            file=sys.stderr,
+        )
 
 
 def _output_names(files: list[Path]) -> dict[Path, str]:

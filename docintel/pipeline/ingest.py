@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from docintel.models import Document, DocumentStatus
+from docintel.models import Document, DocumentStatus, Job, Page
+from docintel.models.base import utcnow
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.errors import DocumentError, ErrorCode
 from docintel.pipeline.sniff import sniff_media_type
@@ -31,6 +32,10 @@ class IngestResult:
     document_id: uuid.UUID
     created: bool
     follow_ups: list[FollowUp] = field(default_factory=list)
+    # The same bytes were submitted before: ``restarted`` when that document was
+    # reset to run again (``reprocess``), else the options it ran with.
+    restarted: bool = False
+    earlier_options: dict[str, Any] | None = None
 
 
 def sha256_file(path: Path) -> str:
@@ -48,13 +53,23 @@ def ingest_file(
     filename: str | None = None,
     options: dict[str, Any] | None = None,
     source: str = "cli",
+    reprocess: bool = False,
 ) -> IngestResult:
+    """Create the document for ``path``, or find the one with the same bytes.
+
+    With ``reprocess`` a finished earlier document (or, in embedded mode where
+    nothing else can be running it, an unfinished one) is reset and run again
+    with ``options``; its earlier pages and results are deleted.
+    """
     session, settings = ctx.session, ctx.settings
     size = path.stat().st_size
     sha256 = sha256_file(path)
-    existing = session.scalar(select(Document.id).where(Document.sha256 == sha256))
+    existing = session.scalar(select(Document).where(Document.sha256 == sha256))
     if existing is not None:
-        return IngestResult(existing, created=False)
+        if reprocess and (existing.status in _FINISHED or settings.embedded):
+            follow_ups = restart_document(ctx, existing, path, options)
+            return IngestResult(existing.id, False, follow_ups, restarted=True)
+        return IngestResult(existing.id, False, earlier_options=dict(existing.options))
 
     doc = Document(
         id=uuid.uuid4(),
@@ -66,16 +81,7 @@ def ingest_file(
         source=source,
         status=DocumentStatus.QUEUED,
     )
-    try:
-        _check_size(size, settings.max_upload_bytes)
-        with path.open("rb") as handle:
-            doc.media_type = sniff_media_type(handle.read(_HEAD_BYTES))
-    except DocumentError as error:
-        doc.status = DocumentStatus.FAILED
-        doc.error_code, doc.error_message = error.code, error.message
-
-    if doc.error_code != ErrorCode.TOO_LARGE:
-        doc.original_key = ctx.store.put_file(original_key(sha256), path)
+    _admit(ctx, doc, path)
 
     try:
         with session.begin_nested():
@@ -91,6 +97,53 @@ def ingest_file(
     if doc.status == DocumentStatus.QUEUED:
         follow_ups.append(FollowUp("docintel.split", (str(doc.id),)))
     return IngestResult(doc.id, created=True, follow_ups=follow_ups)
+
+
+_FINISHED = frozenset(
+    (DocumentStatus.DONE, DocumentStatus.PARTIAL, DocumentStatus.FAILED, DocumentStatus.CANCELLED)
+)
+
+
+def _admit(ctx: StageContext, doc: Document, path: Path) -> None:
+    """Check size and type (a failure is recorded on the document) and store the original."""
+    try:
+        _check_size(doc.size_bytes, ctx.settings.max_upload_bytes)
+        with path.open("rb") as handle:
+            doc.media_type = sniff_media_type(handle.read(_HEAD_BYTES))
+    except DocumentError as error:
+        doc.status = DocumentStatus.FAILED
+        doc.error_code, doc.error_message = error.code, error.message
+    if doc.error_code != ErrorCode.TOO_LARGE:
+        doc.original_key = ctx.store.put_file(original_key(doc.sha256), path)
+
+
+def restart_document(
+    ctx: StageContext, doc: Document, path: Path, options: dict[str, Any] | None
+) -> list[FollowUp]:
+    """Reset ``doc`` to be processed again from the split, with new options.
+
+    Its pages go (lines and extractions with them, by cascade), its unfinished
+    job is closed as superseded, and size and type are checked again against
+    today's limits, as for a new upload.
+    """
+    session = ctx.session
+    session.refresh(doc, with_for_update=True)  # one restart at a time
+    session.execute(delete(Page).where(Page.document_id == doc.id))
+    session.execute(
+        update(Job)
+        .where(Job.document_id == doc.id, Job.finished_at.is_(None))
+        .values(status="superseded", finished_at=utcnow())
+    )
+    doc.options = dict(options or {})
+    doc.status = DocumentStatus.QUEUED
+    doc.error_code = doc.error_message = None
+    doc.page_count = None
+    doc.finished_at = None
+    _admit(ctx, doc, path)
+    session.flush()
+    if doc.status != DocumentStatus.QUEUED:
+        return []
+    return [FollowUp("docintel.split", (str(doc.id),))]
 
 
 def _check_size(size: int, limit: int) -> None:

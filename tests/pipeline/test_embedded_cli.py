@@ -108,6 +108,30 @@ def test_failed_file_gives_nonzero_exit_and_one_stderr_line(tmp_path: Path) -> N
     assert json.loads((tmp_path / "out" / "good.json").read_text())["document"]["status"] == "done"
 
 
+def test_same_file_with_other_options_is_reused_unless_reprocess(tmp_path: Path) -> None:
+    pdf = fx.make_text_pdf(tmp_path / "memo.pdf", ["Memo for the whole team"])
+    out = tmp_path / "out" / "memo.json"
+
+    def run(*flags: str) -> tuple[subprocess.CompletedProcess[str], str]:
+        done = subprocess.run(
+            [*_argv(tmp_path, pdf), *flags],
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done, json.loads(out.read_text())["pages"][0]["text_source"]
+
+    assert run("--ocr-mode", "never")[1] == "native"
+    reused, source = run("--ocr-mode", "always")
+    assert source == "native"
+    assert "memo.pdf: same content as document" in reused.stderr
+    assert '{"ocr_mode": "never"}; reusing its results' in reused.stderr
+    reprocessed, source = run("--ocr-mode", "always", "--reprocess")
+    assert source == "ocr" and reprocessed.stderr == ""
+
+
 def _pages_by_status(db: Path) -> dict[str, int]:
     if not db.exists():
         return {}
