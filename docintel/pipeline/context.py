@@ -22,6 +22,7 @@ class FollowUp:
     task: str
     args: tuple[Any, ...] = ()
     queue: str | None = None
+    priority: int | None = None  # None: the task's own (see pipeline.priority)
 
 
 @dataclass(slots=True)

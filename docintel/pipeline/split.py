@@ -15,6 +15,7 @@ from docintel.models.base import utcnow
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.errors import DocumentError
 from docintel.pipeline.originals import local_original
+from docintel.pipeline.priority import page_priority
 from docintel.pipeline.sources import open_source
 
 
@@ -48,12 +49,15 @@ def split_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
     ):
         session.add(Job(document_id=doc.id, pages_total=page_count))
     session.flush()
-    pending = session.scalars(
-        select(Page.id)
+    pending = session.execute(
+        select(Page.id, Page.number)
         .where(Page.document_id == doc.id, Page.status == PageStatus.PENDING)
         .order_by(Page.number)
     )
-    return [FollowUp("docintel.process_page", (page_id,)) for page_id in pending]
+    return [
+        FollowUp("docintel.process_page", (page_id,), priority=page_priority(number))
+        for page_id, number in pending
+    ]
 
 
 def render_dpi(doc: Document, default: int) -> int:

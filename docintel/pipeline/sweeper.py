@@ -22,6 +22,7 @@ from docintel.pipeline.errors import DocumentError, ErrorCode
 from docintel.pipeline.ocr import ocr_batch_size
 from docintel.pipeline.page import ocr_queue
 from docintel.pipeline.page_results import fail_page
+from docintel.pipeline.priority import page_priority
 
 _IN_FLIGHT = (PageStatus.PENDING, PageStatus.OCR)
 
@@ -111,7 +112,8 @@ def _restart(ctx: StageContext, pages: Sequence[Page]) -> list[FollowUp]:
         page.claimed_at = None
         page.updated_at = now
         if page.status == PageStatus.PENDING:
-            follow_ups.append(FollowUp("docintel.process_page", (page.id,)))
+            priority = page_priority(page.number)
+            follow_ups.append(FollowUp("docintel.process_page", (page.id,), priority=priority))
         else:
             waiting_for_ocr += 1
     # An ocr_batch message is a wake-up that claims up to a batch of any waiting

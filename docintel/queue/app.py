@@ -32,9 +32,15 @@ def configure(app: Celery, settings: Settings) -> None:
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=max(1, settings.task_time_limit_s - 30),
         worker_prefetch_multiplier=1,
-        # Redelivery of a message whose worker died: must exceed the task time limit,
-        # or long pages would be delivered twice while still running.
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            # Redelivery of a message whose worker died: must exceed the task time
+            # limit, or long pages would be delivered twice while still running.
+            "visibility_timeout": settings.visibility_timeout_s,
+            # One Redis list per priority, 0 popped first (docintel.pipeline.priority);
+            # the default steps would fold the ten levels into four.
+            "priority_steps": list(range(10)),
+            "sep": ":",
+        },
         broker_connection_retry_on_startup=True,
         task_default_queue=CPU_QUEUE,
         task_queues=[Queue(CPU_QUEUE), Queue(GPU_QUEUE)],

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from docintel.db import session_scope
 from docintel.pipeline.context import FollowUp, StageContext
+from docintel.pipeline.priority import TASK_PRIORITY
 from docintel.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -77,5 +78,10 @@ def dispatch(follow_ups: Sequence[FollowUp]) -> None:
     from docintel.queue.tasks import app  # importing the tasks registers them
 
     for follow_up in follow_ups:
-        options = {"queue": follow_up.queue} if follow_up.queue else {}
+        options: dict[str, Any] = {"queue": follow_up.queue} if follow_up.queue else {}
+        priority = follow_up.priority
+        if priority is None:
+            priority = TASK_PRIORITY.get(follow_up.task)
+        if priority is not None:
+            options["priority"] = priority
         app.tasks[follow_up.task].apply_async(args=follow_up.args, **options)

@@ -25,6 +25,7 @@ from docintel.pipeline import finalize, page, split, sweeper
 from docintel.pipeline.claims import claim, claimer
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.ingest import ingest_file
+from docintel.pipeline.priority import page_priority
 from docintel.queue.base import run_stage
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
@@ -135,7 +136,7 @@ def test_a_page_that_keeps_killing_workers_fails_with_timeout(
         _age(settings, doc_id, claims=True)  # ...and dies holding it
         sent = _sweep(settings)
         if attempt < settings.max_page_attempts:
-            assert FollowUp("docintel.process_page", (killer,)) in sent
+            assert FollowUp("docintel.process_page", (killer,), priority=page_priority(2)) in sent
             assert _pages(settings, doc_id)[2].claimed_at is None
     assert FollowUp("docintel.finalize", (str(doc_id),)) in sent
 
@@ -216,7 +217,7 @@ def test_claims_of_dead_local_processes_are_freed_at_once(
             session.execute(update(Page).where(Page.id == page_id).values(claimed_by=owner))
 
     sent = _sweep(settings)
-    assert FollowUp("docintel.process_page", (dead,)) in sent
+    assert FollowUp("docintel.process_page", (dead,), priority=page_priority(1)) in sent
     assert not {live, remote} & {f.args[0] for f in sent if f.task == "docintel.process_page"}
     pages = _pages(settings, doc_id)
     assert pages[1].claimed_at is None
