@@ -16,16 +16,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from docintel.db import session_scope
-from docintel.models import Document, DocumentStatus, Page, PageStatus
+from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Page, PageStatus
 from docintel.pipeline.context import StageContext
 from docintel.pipeline.ingest import IngestResult, ingest_file
 from docintel.pipeline.sweeper import resume_document, sweep
 from docintel.queue.base import dispatch, run_stage
 from docintel.settings import Settings
-
-TERMINAL = frozenset(
-    {DocumentStatus.DONE, DocumentStatus.PARTIAL, DocumentStatus.FAILED, DocumentStatus.CANCELLED}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +33,7 @@ class Progress:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in TERMINAL_STATUSES
 
 
 def submit(

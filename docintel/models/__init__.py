@@ -3,6 +3,7 @@
 from docintel.models.auth import ApiKey
 from docintel.models.base import Base
 from docintel.models.documents import (
+    TERMINAL_STATUSES,
     Document,
     DocumentStatus,
     Extraction,
@@ -15,6 +16,7 @@ from docintel.models.ingestion import Source, SourceFile
 from docintel.models.jobs import Job
 
 __all__ = [
+    "TERMINAL_STATUSES",
     "ApiKey",
     "Base",
     "Document",

@@ -32,6 +32,12 @@ class DocumentStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# A document in one of these will not change again unless it is resubmitted.
+TERMINAL_STATUSES = frozenset(
+    {DocumentStatus.DONE, DocumentStatus.PARTIAL, DocumentStatus.FAILED, DocumentStatus.CANCELLED}
+)
+
+
 class PageStatus(StrEnum):
     PENDING = "pending"  # waiting to be rendered (and read from its text layer)
     OCR = "ocr"  # rendered; waiting for an OCR worker to claim it

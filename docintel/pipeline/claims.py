@@ -13,7 +13,7 @@ import socket
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from docintel.models import Document, DocumentStatus, Page, PageStatus
@@ -59,13 +59,7 @@ def claim_ocr_batch(session: Session, limit: int, stale_after_s: int) -> list[in
     pages are not worth a GPU's time.
     """
     candidates = session.scalars(
-        select(Page.id)
-        .join(Document, Document.id == Page.document_id)
-        .where(
-            Page.status == PageStatus.OCR,
-            Page.claimed_at.is_(None),
-            Document.status == DocumentStatus.PROCESSING,
-        )
+        _waiting_for_ocr()
         .order_by(Page.id)
         .limit(limit)
         # Lock the page rows only: with the join, Postgres would also lock the
@@ -79,7 +73,12 @@ def claim_ocr_batch(session: Session, limit: int, stale_after_s: int) -> list[in
 
 def ocr_work_waiting(session: Session) -> bool:
     """Whether any page of a live document waits, unclaimed, for OCR."""
-    waiting = (
+    return session.scalar(_waiting_for_ocr().limit(1)) is not None
+
+
+def _waiting_for_ocr() -> Select[int]:
+    """Unclaimed pages waiting for OCR, of documents still being processed."""
+    return (
         select(Page.id)
         .join(Document, Document.id == Page.document_id)
         .where(
@@ -87,9 +86,7 @@ def ocr_work_waiting(session: Session) -> bool:
             Page.claimed_at.is_(None),
             Document.status == DocumentStatus.PROCESSING,
         )
-        .limit(1)
     )
-    return session.scalar(waiting) is not None
 
 
 def dead_claimers(session: Session, document_id: uuid.UUID | None = None) -> list[str]:

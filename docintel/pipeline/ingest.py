@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from docintel.models import Document, DocumentStatus, Job, Page
+from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Job, Page
 from docintel.models.base import utcnow
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.errors import DocumentError, ErrorCode
@@ -66,7 +66,7 @@ def ingest_file(
     sha256 = sha256_file(path)
     existing = session.scalar(select(Document).where(Document.sha256 == sha256))
     if existing is not None:
-        if reprocess and (existing.status in _FINISHED or settings.embedded):
+        if reprocess and (existing.status in TERMINAL_STATUSES or settings.embedded):
             follow_ups = restart_document(ctx, existing, path, options)
             return IngestResult(existing.id, False, follow_ups, restarted=True)
         return IngestResult(existing.id, False, earlier_options=dict(existing.options))
@@ -97,11 +97,6 @@ def ingest_file(
     if doc.status == DocumentStatus.QUEUED:
         follow_ups.append(FollowUp("docintel.split", (str(doc.id),)))
     return IngestResult(doc.id, created=True, follow_ups=follow_ups)
-
-
-_FINISHED = frozenset(
-    (DocumentStatus.DONE, DocumentStatus.PARTIAL, DocumentStatus.FAILED, DocumentStatus.CANCELLED)
-)
 
 
 def _admit(ctx: StageContext, doc: Document, path: Path) -> None:

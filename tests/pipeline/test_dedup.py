@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from docintel import migrate
 from docintel.db import session_scope
 from docintel.models import Document, Line, Page
 from docintel.pipeline.ingest import IngestResult
@@ -18,17 +17,6 @@ from tests.fixtures import documents as fx
 from tests.runtime import apply_env, base_env
 
 SUBMITTERS = 6
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        request.applymarker(pytest.mark.postgres)
-        url: str = request.getfixturevalue("pg_url")
-        return url
-    url = f"sqlite:///{tmp_path / 'embedded.db'}"
-    migrate.upgrade(url)
-    return url
 
 
 def test_concurrent_submissions_of_the_same_bytes(

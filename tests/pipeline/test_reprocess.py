@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from docintel import migrate
 from docintel.db import session_scope
 from docintel.models import Document, DocumentStatus, Job, Line, Page, TextSource
 from docintel.pipeline.context import StageContext
@@ -17,17 +16,6 @@ from docintel.service import submit
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
 from tests.runtime import apply_env, base_env
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        request.applymarker(pytest.mark.postgres)
-        url: str = request.getfixturevalue("pg_url")
-        return url
-    url = f"sqlite:///{tmp_path / 'embedded.db'}"
-    migrate.upgrade(url)
-    return url
 
 
 def _pages(settings: Settings, doc_id: uuid.UUID) -> list[tuple[int, str | None, str | None]]:

@@ -11,6 +11,7 @@ the registry does to find the factories, stays cheap.
 
 from __future__ import annotations
 
+import functools
 import logging
 import weakref
 from collections import deque
@@ -154,6 +155,11 @@ class _Florence2Engine:
             raise EngineError("Florence-2 engine is closed")
         return self._loaded
 
+    @functools.cached_property
+    def token_info(self) -> TokenInfo:
+        """The tokenizer's location and sequence ids, looked up once per engine."""
+        return TokenInfo.of(self.loaded.processor.tokenizer)
+
     @property
     def decoder_positions(self) -> int:
         text_config = getattr(self.loaded.model.config, "text_config", None)
@@ -276,7 +282,7 @@ class Florence2Ocr(_Florence2Engine):
         pages = [_rgb(image) for image in images]
         found: list[list[TileLine]] = [[] for _ in pages]
         processor = self.loaded.processor
-        tokens = TokenInfo.of(processor.tokenizer)
+        tokens = self.token_info
 
         def handle(job: _Job, generation: Generation) -> list[_Job]:
             tile = job.tile
