@@ -70,7 +70,8 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
-def reset_engines() -> None:
-    """Drop pooled connections: after a fork, or when settings point elsewhere."""
+def reset_engines(*, close: bool = True) -> None:
+    """Drop pooled connections: after a fork (``close=False``: they are the parent's),
+    or when settings point elsewhere."""
     while _engines:
-        _engines.popitem()[1].dispose()
+        _engines.popitem()[1].dispose(close=close)

@@ -6,21 +6,26 @@ distributed mode ``submit`` only enqueues, and ``wait`` watches the database.
 
 from __future__ import annotations
 
+import fcntl
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from kombu.exceptions import OperationalError as BrokerError
+from kombu.utils.url import maybe_sanitize_url
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from docintel.db import session_scope
 from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Page, PageStatus
 from docintel.pipeline.context import StageContext
 from docintel.pipeline.ingest import IngestResult, ingest_file
-from docintel.pipeline.sweeper import resume_document, sweep
-from docintel.queue.base import dispatch, run_stage
+from docintel.pipeline.sweeper import resume_document
+from docintel.queue import outbox
+from docintel.queue.maintenance import sweep_turn
 from docintel.settings import Settings
 
 
@@ -36,6 +41,10 @@ class Progress:
         return self.status in TERMINAL_STATUSES
 
 
+class QueueUnavailable(RuntimeError):
+    """The broker refused the message; the document is stored and its message kept."""
+
+
 def submit(
     settings: Settings,
     path: Path,
@@ -48,18 +57,54 @@ def submit(
 
     ``reprocess``: if these bytes were processed before, run them again with
     ``options`` instead of reusing the earlier results (see ``ingest_file``).
+    A document submitted before and left unfinished (an interrupted run, a
+    broker that was down, lost messages) is resumed.
     """
     with session_scope(settings.database_url) as session:
         ctx = StageContext(session, settings)
         result = ingest_file(ctx, path, options=options, source=source, reprocess=reprocess)
         follow_ups = list(result.follow_ups)
-        if settings.embedded and not result.created and not result.restarted:
-            # Embedded mode has no workers and no sweeper: a run that was
-            # interrupted (Ctrl-C, a kill) left this document unfinished, and only
-            # submitting it again can pick it up where it stopped.
-            follow_ups += resume_document(ctx, str(result.document_id))
-    dispatch(follow_ups)  # after commit: workers must find the rows they are sent for
+        if not result.created and not result.restarted:
+            take_over = settings.embedded and owns_embedded_database(settings)
+            follow_ups += resume_document(ctx, str(result.document_id), take_over=take_over)
+        # Committed with the document: if the send below fails, the sweep sends it.
+        staged = outbox.stage(session, follow_ups)
+    try:
+        outbox.deliver(settings, staged)  # after commit: workers must find the rows
+    except (BrokerError, ConnectionError, OSError) as error:
+        raise QueueUnavailable(
+            f"cannot reach the broker at {maybe_sanitize_url(settings.broker_url)} ({error}); "
+            f"{path.name} is stored as document {result.document_id} and starts once the "
+            "broker is back (a worker sends it, or run this command again)"
+        ) from error
     return result
+
+
+def owns_embedded_database(settings: Settings) -> bool:
+    """Whether this process is the only embedded run using its SQLite database.
+
+    An exclusive lock on a file beside the database, held for the life of the
+    process: the kernel drops it when the process dies, however it dies. The
+    process that holds it knows that any lease in the database belongs to a run
+    that is gone, so it takes them over at once instead of waiting for them to lapse.
+    """
+    global _embedded_lock
+    if _embedded_lock is not None:
+        return True
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return False
+    handle = Path(f"{url.database}.lock").open("a+")  # noqa: SIM115 - held for life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return False
+    _embedded_lock = handle
+    return True
+
+
+_embedded_lock: IO[str] | None = None
 
 
 def progress(settings: Settings, ids: Iterable[uuid.UUID]) -> list[Progress]:
@@ -103,10 +148,9 @@ def wait(
     next_sweep = time.monotonic()
     while True:
         if settings.embedded and time.monotonic() >= next_sweep:
-            # No worker runs the sweeper here. Work another process left behind is
-            # taken over (at once if that process is gone from this host, else once
-            # stale) and finished in this process by the eager queue.
-            run_stage(sweep)
+            # No worker sweeps here. Work another process left behind is taken
+            # over once its lease lapses, and finished here by the eager queue.
+            sweep_turn(force=True, settings=settings)
             next_sweep = time.monotonic() + settings.sweep_interval_s
         state = progress(settings, ids)
         if on_progress is not None:

@@ -9,10 +9,11 @@ def test_the_defaults_are_consistent() -> None:
     assert Settings(_env_file=None).timing_problems() == []
 
 
-def test_a_sweeper_faster_than_the_task_limit_is_reported() -> None:
+def test_a_sweeper_faster_than_the_task_limit_is_no_longer_a_problem() -> None:
+    # Running work holds a renewed lease: the sweep never re-sends it, however short
+    # the safety net is.
     settings = Settings(_env_file=None, task_time_limit_s=600, stuck_after_s=300)
-    (problem,) = settings.timing_problems()
-    assert "DOCINTEL_STUCK_AFTER_S (300)" in problem and "(600)" in problem
+    assert settings.timing_problems() == []
 
 
 def test_a_short_visibility_timeout_is_reported() -> None:

@@ -97,23 +97,33 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Processes (default: CPU count; gpu: 1)")
     ] = None,
-    beat: Annotated[bool, typer.Option(help="Also run the periodic sweeper")] = False,
+    beat: Annotated[
+        bool, typer.Option(hidden=True, help="Ignored: every worker now takes its turn sweeping")
+    ] = False,
     loglevel: str = "info",
 ) -> None:
-    """Start a Celery worker (distributed mode)."""
+    """Start a Celery worker (distributed mode). Every worker also sweeps, in turn."""
     from docintel.queue.worker import start_worker
 
-    start_worker(queues=queues.split(","), concurrency=concurrency, beat=beat, loglevel=loglevel)
+    if beat:
+        typer.echo(
+            "docintel: --beat is no longer needed and is ignored: every worker takes its "
+            "turn at the sweep",
+            err=True,
+        )
+    start_worker(queues=queues.split(","), concurrency=concurrency, loglevel=loglevel)
 
 
 @app.command()
 def sweep() -> None:
-    """Re-enqueue work that made no progress (normally run by the worker's --beat)."""
-    from docintel.pipeline.sweeper import sweep as sweep_stage
-    from docintel.queue.base import run_stage
+    """Restart work that stopped moving, now (every worker also does this on its own)."""
+    from docintel.queue.maintenance import sweep_turn
 
-    run_stage(sweep_stage)
-    typer.echo("swept")
+    sent = sweep_turn(force=True)
+    if sent is None:
+        typer.echo("another process is sweeping right now")
+    else:
+        typer.echo(f"swept: {sent} messages sent")
 
 
 def main() -> None:  # pragma: no cover - console entry point

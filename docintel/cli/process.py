@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from docintel.db import session_scope
 from docintel.models import DocumentStatus
 from docintel.output import document_json, document_markdown, load_document
 from docintel.pipeline.ingest import IngestResult
-from docintel.service import Progress, submit, wait
+from docintel.service import Progress, QueueUnavailable, submit, wait
 from docintel.settings import Settings
 
 
@@ -56,13 +57,18 @@ def run_process(
 
             display.show(progress(settings, submitted.values()), len(files))
     if errors:
+        if isinstance(errors[0], QueueUnavailable):
+            display.close()
+            print(f"docintel: {errors[0]}", file=sys.stderr)
+            return 1
         raise errors[0]
-    final = wait(
-        settings,
-        submitted.values(),
-        timeout_s=timeout,
-        on_progress=lambda state: display.show(state, len(files)),
-    )
+    watch = _ConsumerWatch(settings)
+
+    def on_progress(state: list[Progress]) -> None:
+        display.show(state, len(files))
+        watch.check(state, display)
+
+    final = wait(settings, submitted.values(), timeout_s=timeout, on_progress=on_progress)
     display.close()
 
     by_id = {p.document_id: p for p in final}
@@ -154,3 +160,35 @@ class _ProgressLine:
     def close(self) -> None:
         if self.enabled and self._last:
             sys.stderr.write("\n")
+
+
+class _ConsumerWatch:
+    """Says, within seconds, when no live worker consumes a queue this run needs.
+
+    Otherwise a forgotten ``docintel worker`` looks like a slow one, forever.
+    """
+
+    GRACE_S = 3.0  # a worker started together with this command needs a moment to report in
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started = time.monotonic()
+        self.warned = settings.embedded  # the embedded mode is its own worker
+
+    def check(self, state: list[Progress], display: _ProgressLine) -> None:
+        if self.warned or time.monotonic() - self.started < self.GRACE_S:
+            return
+        if all(p.terminal for p in state):
+            return
+        from docintel.pipeline.page import ocr_queue
+        from docintel.queue.maintenance import live_consumers
+
+        self.warned = True
+        for queue in sorted({"cpu", ocr_queue(self.settings.ocr_engine)}):
+            if live_consumers(self.settings, queue) == 0:
+                display.close()
+                print(
+                    f"docintel: warning: no worker consumes the '{queue}' queue (none reported "
+                    f"in recently); start one with `docintel worker --queues {queue}`. Waiting.",
+                    file=sys.stderr,
+                )

@@ -2,6 +2,7 @@
 
 from docintel.models.auth import ApiKey
 from docintel.models.base import Base
+from docintel.models.coordination import ClusterState, OutboxMessage, WorkerHeartbeat
 from docintel.models.documents import (
     TERMINAL_STATUSES,
     Document,
@@ -19,14 +20,17 @@ __all__ = [
     "TERMINAL_STATUSES",
     "ApiKey",
     "Base",
+    "ClusterState",
     "Document",
     "DocumentStatus",
     "Extraction",
     "Job",
     "Line",
+    "OutboxMessage",
     "Page",
     "PageStatus",
     "Source",
     "SourceFile",
     "TextSource",
+    "WorkerHeartbeat",
 ]

@@ -98,7 +98,7 @@ class Page(Base):
     __table_args__ = (
         UniqueConstraint("document_id", "number"),
         Index("ix_pages_document_id_status", "document_id", "status"),
-        Index("ix_pages_status_claimed_at", "status", "claimed_at"),
+        Index("ix_pages_status_lease_expires_at", "status", "lease_expires_at"),
         Index("ix_pages_search_vector", "search_vector", postgresql_using="gin"),
     )
 
@@ -126,11 +126,18 @@ class Page(Base):
         deferred=True,
     )
     timings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Claims of the current stage: a lease that lapsed counts against the page.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # Set while a worker holds the page; the sweeper frees stale claims.
+    # The lease of the worker holding the page (docintel.pipeline.leases). Every
+    # result write is conditional on ``claim_token``, so a worker whose lease was
+    # taken over (paused, cut off, presumed dead) can never overwrite newer results.
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    # The database's clock, renewed by the holder's heartbeat; past it, anyone may take over.
+    lease_expires_at: Mapped[datetime | None]
+    # The Celery task that holds it: a retry of that task (same id) takes it back.
+    claim_task: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None]
-    # "host:pid" of the last claimer: a claim whose process is gone from this
-    # host can be freed at once instead of after stuck_after_s.
+    # "host:pid" of the holder, for people reading the table; nothing decides by it.
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 

@@ -6,13 +6,17 @@ it themselves; the task layer sends them only after the transaction commits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+import uuid
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from docintel.engines.base import EngineConfig
+from docintel.models import PageStatus
+from docintel.pipeline.leases import Lease, claim, claim_ocr_batch
 from docintel.settings import Settings
 from docintel.storage import BlobStore, open_store
 
@@ -29,10 +33,38 @@ class FollowUp:
 class StageContext:
     session: Session
     settings: Settings
+    # Who claims: the Celery task id, so that its retries take their claims back.
+    holder: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # What this run holds: the task layer releases these on a transient error and
+    # fails them on a permanent one, always through the fence.
+    leases: list[Lease] = field(default_factory=list)
 
     @property
     def store(self) -> BlobStore:
         return store_for(self.settings)
+
+    def claim(self, page_ids: list[int], status: PageStatus) -> Lease | None:
+        lease = claim(
+            self.session, page_ids, status, holder=self.holder, lease_s=self.settings.lease_s
+        )
+        if lease is not None:
+            self.leases.append(lease)
+        return lease
+
+    def claim_ocr_batch(self, limit: int) -> Lease | None:
+        lease = claim_ocr_batch(
+            self.session, limit, holder=self.holder, lease_s=self.settings.lease_s
+        )
+        if lease is not None:
+            self.leases.append(lease)
+        return lease
+
+    def injected_delay(self, stage: str) -> None:
+        """Sleep as ``DOCINTEL_TEST_STAGE_DELAYS`` says: the crash and pause tests need
+        a stage slow enough to be caught in the middle."""
+        seconds = self.settings.test_stage_delays.get(stage)
+        if seconds:
+            time.sleep(seconds)
 
 
 def store_for(settings: Settings) -> BlobStore:

@@ -14,21 +14,22 @@ from sqlalchemy import select
 from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
 from docintel.models.base import utcnow
 from docintel.pipeline.context import FollowUp, StageContext
+from docintel.pipeline.leases import IN_FLIGHT
 from docintel.pipeline.progress import page_counts, record_progress
-
-_IN_FLIGHT = (PageStatus.PENDING, PageStatus.OCR)
 
 
 def finalize_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
     session = ctx.session
     doc_id = uuid.UUID(document_id)
-    counts = page_counts(session, doc_id)
-    done, failed = counts[PageStatus.DONE], counts[PageStatus.FAILED]
-    if any(counts[s] for s in _IN_FLIGHT):
-        record_progress(session, doc_id)  # pages failed by the sweeper count too
-        return []
+    # Lock first, count after: the counts and the status then come from one moment,
+    # and two finalizes of one document settle it once.
     doc = session.get(Document, doc_id, with_for_update=True)
     if doc is None or doc.status != DocumentStatus.PROCESSING:
+        return []
+    counts = page_counts(session, doc_id)
+    done, failed = counts[PageStatus.DONE], counts[PageStatus.FAILED]
+    if any(counts[s] for s in IN_FLIGHT):
+        record_progress(session, doc_id)  # pages failed by the sweeper count too
         return []
 
     if failed == 0:

@@ -66,9 +66,13 @@ def ingest_file(
     sha256 = sha256_file(path)
     existing = session.scalar(select(Document).where(Document.sha256 == sha256))
     if existing is not None:
-        if reprocess and (existing.status in TERMINAL_STATUSES or settings.embedded):
-            follow_ups = restart_document(ctx, existing, path, options)
-            return IngestResult(existing.id, False, follow_ups, restarted=True)
+        if reprocess:
+            # Decided under the row lock: a worker may finish (or a second reprocess
+            # restart) the document between the read above and here.
+            session.refresh(existing, with_for_update=True)
+            if existing.status in TERMINAL_STATUSES or settings.embedded:
+                follow_ups = restart_document(ctx, existing, path, options)
+                return IngestResult(existing.id, False, follow_ups, restarted=True)
         return IngestResult(existing.id, False, earlier_options=dict(existing.options))
 
     doc = Document(
@@ -123,6 +127,7 @@ def restart_document(
     """
     session = ctx.session
     session.refresh(doc, with_for_update=True)  # one restart at a time
+    # Workers still holding leases on these pages find them gone: their writes match nothing.
     session.execute(delete(Page).where(Page.document_id == doc.id))
     session.execute(
         update(Job)

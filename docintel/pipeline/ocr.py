@@ -2,8 +2,8 @@
 
 Messages are only wake-ups; the database is the queue. Each ``ocr_batch`` task
 claims up to a batch of pages waiting for OCR, from any document, so a GPU
-stays busy across many small documents. Claims are committed before the slow
-part, and the sweeper frees the claims of a worker that died.
+stays busy across many small documents. The claim is a lease, renewed while
+the batch runs; each page's result is written only if the lease still holds it.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from docintel.engines.registry import (
     has_region_detector,
 )
 from docintel.models import Page, TextSource
-from docintel.pipeline.claims import claim_ocr_batch, ocr_work_waiting
 from docintel.pipeline.context import FollowUp, StageContext, ocr_engine_config
 from docintel.pipeline.errors import DocumentError, ErrorCode
+from docintel.pipeline.leases import keep_alive, ocr_work_waiting
 from docintel.pipeline.page import ocr_queue
 from docintel.pipeline.page_results import (
-    add_timing,
-    fail_page,
-    write_page_lines,
+    fail_held_page,
+    finish_page,
+    with_timing,
     write_regions,
 )
 from docintel.pipeline.progress import record_progress
@@ -46,11 +46,13 @@ log = logging.getLogger(__name__)
 def ocr_batch(ctx: StageContext) -> list[FollowUp]:
     session, settings = ctx.session, ctx.settings
     config = ocr_engine_config(settings)
-    page_ids = claim_ocr_batch(session, ocr_batch_size(settings), settings.stuck_after_s)
-    if not page_ids:
+    lease = ctx.claim_ocr_batch(ocr_batch_size(settings))
+    if lease is None:
         return []
     engine = get_ocr_engine(config)
-    claimed = list(session.scalars(select(Page).where(Page.id.in_(page_ids)).order_by(Page.id)))
+    claimed = list(
+        session.scalars(select(Page).where(Page.id.in_(lease.page_ids)).order_by(Page.id))
+    )
     follow_ups = [
         FollowUp("docintel.finalize", (str(doc_id),)) for doc_id in {p.document_id for p in claimed}
     ]
@@ -59,35 +61,74 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
         # message and claiming) would strand a page until the sweeper's timeout. A
         # batch that found work and sees more waiting passes the baton on.
         follow_ups.append(FollowUp("docintel.ocr_batch", (), queue=ocr_queue(settings.ocr_engine)))
+    # Read-only from here, and no transaction open over the slow part.
+    session.expunge_all()
+    session.commit()
+
+    with keep_alive(settings, lease):
+        outcomes = _read_pages(ctx, engine, claimed)
+
+    for page, outcome in zip(claimed, outcomes, strict=True):
+        if isinstance(outcome, DocumentError):
+            fail_held_page(session, lease, page.id, outcome, outcome_values(page, None))
+            continue
+        lines, regions, seconds = outcome
+        values = outcome_values(page, seconds)
+        size = (page.width or 0, page.height or 0)
+        if (
+            finish_page(
+                session,
+                lease,
+                page.id,
+                lines,
+                size=size,
+                source=TextSource.OCR,
+                engine=config.name,
+                values=values,
+            )
+            and regions is not None
+        ):
+            write_regions(session, page.id, regions, config.name)
+    _record_progress(session, claimed)
+    return follow_ups
+
+
+_Outcome = tuple[list[TextLine], list[Region] | None, float] | DocumentError
+
+
+def outcome_values(page: Page, ocr_seconds: float | None) -> dict[str, object]:
+    if ocr_seconds is None:
+        return {}
+    return {"timings": with_timing(page.timings, "ocr", ocr_seconds)}
+
+
+def _read_pages(ctx: StageContext, engine: OcrEngine, pages: Sequence[Page]) -> list[_Outcome]:
+    """Recognize (and detect regions on) the pages that load; a failure costs one page."""
     # A page whose image is gone or unreadable fails alone: the batch holds pages
     # of other documents, which must not fail (or be retried forever) with it.
-    pages, images = [], []
-    for page in claimed:
+    outcomes: list[_Outcome] = []
+    readable: list[int] = []
+    images: list[Image.Image] = []
+    for n, page in enumerate(pages):
         loaded = _load_image(ctx, page)
-        if isinstance(loaded, DocumentError):
-            fail_page(page, loaded)
-        else:
-            pages.append(page)
+        outcomes.append(loaded if isinstance(loaded, DocumentError) else ([], None, 0.0))
+        if not isinstance(loaded, DocumentError):
+            readable.append(n)
             images.append(loaded)
-    if not pages:
-        _record_progress(session, claimed)
-        return follow_ups
+    if not images:
+        return outcomes
 
     started = time.perf_counter()
     results = _recognize_isolating_failures(engine, images)
-    per_page = (time.perf_counter() - started) / len(pages)
-
-    regions = _detect_regions(ctx, images) if settings.detect_regions else None
-    for n, (page, result) in enumerate(zip(pages, results, strict=True)):
-        add_timing(page, "ocr", per_page)
+    ctx.injected_delay("ocr")
+    per_page = (time.perf_counter() - started) / len(images)
+    regions = _detect_regions(ctx, images) if ctx.settings.detect_regions else None
+    for k, (n, result) in enumerate(zip(readable, results, strict=True)):
         if isinstance(result, DocumentError):
-            fail_page(page, result)
-            continue
-        write_page_lines(session, page, result, TextSource.OCR, config.name)
-        if regions is not None:
-            write_regions(session, page, regions[n], config.name)
-    _record_progress(session, claimed)
-    return follow_ups
+            outcomes[n] = result
+        else:
+            outcomes[n] = (list(result), regions[k] if regions is not None else None, per_page)
+    return outcomes
 
 
 def _record_progress(session: Session, pages: Sequence[Page]) -> None:

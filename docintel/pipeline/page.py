@@ -1,20 +1,25 @@
 """Page stage: render one page, store its image, read its text layer or send it to OCR.
 
 Born-digital pages with a real text layer end here; that skip is where most
-of the time on digital documents is saved.
+of the time on digital documents is saved. The page is claimed under a lease
+first; the slow part runs with no transaction open while a heartbeat renews
+the lease; the result is written only if the lease still holds.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
+from docintel.engines.base import TextLine
 from docintel.engines.registry import GPU_ENGINES
-from docintel.models import Document, DocumentStatus, Page, PageStatus, TextSource
-from docintel.pipeline.claims import claim
+from docintel.models import Document, Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.errors import DocumentError
+from docintel.pipeline.leases import keep_alive, write_held
 from docintel.pipeline.originals import local_original
-from docintel.pipeline.page_results import add_timing, fail_page, write_page_lines
+from docintel.pipeline.page_results import fail_held_page, finish_page, with_timing
 from docintel.pipeline.progress import record_progress
 from docintel.pipeline.render import encode_png, render_page
 from docintel.pipeline.split import render_dpi
@@ -25,31 +30,60 @@ PDF = "application/pdf"
 TEXT_LAYER_ENGINE = "pdf-text-layer"
 
 
+@dataclass(slots=True)
+class _Rendered:
+    """What rendering and reading one page produced, before it is written."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    size: tuple[int, int] = (0, 0)
+    lines: list[TextLine] | None = None  # None: the page needs OCR
+
+
 def process_page(ctx: StageContext, page_id: int) -> list[FollowUp]:
     session, settings = ctx.session, ctx.settings
-    if not claim(session, [page_id], PageStatus.PENDING, settings.stuck_after_s):
-        return []  # done already, or another worker is on it
+    lease = ctx.claim([page_id], PageStatus.PENDING)
+    if lease is None:
+        return []  # done already, held by a live worker, or its document stopped
     page = session.get(Page, page_id, populate_existing=True)
     if page is None:
         return []
     doc = page.document
-    if doc.status != DocumentStatus.PROCESSING:
-        return []
+    # Read-only from here: nothing of the page may reach the database unfenced, and
+    # no transaction stays open (idle) over the slow part.
+    session.expunge_all()
+    session.commit()
+
     finished = [FollowUp("docintel.finalize", (str(doc.id),))]
-    try:
-        use_ocr = _render_and_read(ctx, doc, page)
-    except DocumentError as error:
-        fail_page(page, error)
+    with keep_alive(settings, lease):
+        try:
+            rendered = _render_and_read(ctx, doc, page)
+        except DocumentError as error:
+            if fail_held_page(session, lease, page_id, error):
+                record_progress(session, doc.id)
+                return finished
+            return []
+
+    if rendered.lines is not None:
+        source = TextSource.NATIVE
+        if not finish_page(
+            session,
+            lease,
+            page_id,
+            rendered.lines,
+            size=rendered.size,
+            source=source,
+            engine=TEXT_LAYER_ENGINE,
+            values=rendered.values,
+        ):
+            return []
         record_progress(session, doc.id)
         return finished
-    if not use_ocr:
-        record_progress(session, doc.id)
-        return finished
-    page.status = PageStatus.OCR
-    page.claimed_at = None  # free for an OCR worker to claim
-    # OCR is a new stage with its own tries: renders that crashed before must
-    # not count against it (the sweeper fails a page after max_page_attempts).
-    page.attempts = 0
+
+    # Free for an OCR worker to claim. OCR is a new stage with its own tries: renders
+    # that crashed before must not count against it.
+    waiting = {**rendered.values, "status": PageStatus.OCR, "attempts": 0, "claim_task": None}
+    if not write_held(session, lease, page_id, waiting):
+        return []
     return [FollowUp("docintel.ocr_batch", (), queue=ocr_queue(settings.ocr_engine))]
 
 
@@ -57,8 +91,8 @@ def ocr_queue(engine_name: str) -> str:
     return "gpu" if engine_name in GPU_ENGINES else "cpu"
 
 
-def _render_and_read(ctx: StageContext, doc: Document, page: Page) -> bool:
-    """Render and store the page image; write text-layer lines. True if OCR is needed."""
+def _render_and_read(ctx: StageContext, doc: Document, page: Page) -> _Rendered:
+    """Render and store the page image; read the text layer unless OCR is needed."""
     settings = ctx.settings
     path = local_original(ctx, doc)
     dpi = render_dpi(doc, settings.render_dpi)
@@ -70,17 +104,24 @@ def _render_and_read(ctx: StageContext, doc: Document, page: Page) -> bool:
     image = rendered.image
     key = page_image_key(doc.sha256, page.number, rendered.dpi)
     ctx.store.put_bytes(key, encode_png(image))
-    page.image_key, page.width, page.height, page.dpi = key, image.width, image.height, rendered.dpi
-    add_timing(page, "render", time.perf_counter() - started)
+    ctx.injected_delay("render")
+    timings = with_timing(page.timings, "render", time.perf_counter() - started)
+    result = _Rendered(size=(image.width, image.height))
+    result.values = {
+        "image_key": key,
+        "width": image.width,
+        "height": image.height,
+        "dpi": rendered.dpi,
+        "timings": timings,
+    }
 
     ocr_mode = doc.options.get("ocr_mode") or settings.ocr_mode
     if ocr_mode == "always":
-        return True
+        return result
     if doc.media_type != PDF:
         if ocr_mode == "never":  # an image has no text layer: the page is done, empty
-            write_page_lines(ctx.session, page, [], TextSource.NATIVE, TEXT_LAYER_ENGINE)
-            return False
-        return True
+            result.lines = []
+        return result
 
     started = time.perf_counter()
     lines = extract_text_lines(path, page.number, rendered.dpi)
@@ -90,7 +131,7 @@ def _render_and_read(ctx: StageContext, doc: Document, page: Page) -> bool:
             lines, image.width * image.height, page_image_coverage(path, page.number)
         )
         use_layer = verdict.use_text_layer
-    add_timing(page, "text_layer", time.perf_counter() - started)
+    result.values["timings"] = with_timing(timings, "text_layer", time.perf_counter() - started)
     if use_layer:
-        write_page_lines(ctx.session, page, lines, TextSource.NATIVE, TEXT_LAYER_ENGINE)
-    return not use_layer
+        result.lines = list(lines)
+    return result

@@ -65,6 +65,18 @@ def render_dpi(doc: Document, default: int) -> int:
 
 
 def fail_document(doc: Document, error: DocumentError) -> None:
+    """Fail a document that is still on its way; a finished one is left as it is.
+
+    The caller holds the document's row lock. Its pages in flight are failed with
+    it, which also clears their leases: nothing more is written to them.
+    """
+    if doc.status not in (DocumentStatus.QUEUED, DocumentStatus.PROCESSING):
+        return
+    for page in doc.pages:
+        if page.status in (PageStatus.PENDING, PageStatus.OCR):
+            page.status = PageStatus.FAILED
+            page.error_code, page.error_message = error.code, error.message
+            page.claim_token = page.lease_expires_at = page.claimed_at = None
     doc.status = DocumentStatus.FAILED
     doc.error_code = error.code
     doc.error_message = error.message

@@ -1,77 +1,86 @@
-"""The sweeper: find work that stopped moving (lost message, killed worker) and restart it.
+"""The sweep: restart work that stopped moving, from what the database says.
 
-A document never stays ``processing`` forever: stuck pages are re-sent, and a
-page that got stuck ``max_page_attempts`` times fails with a clear error. Work
-is stuck when it made no progress for ``stuck_after_s``, or at once when the
-process that claimed it ran on this host and is gone.
+Every worker runs it in turn (``docintel.queue.maintenance``); no process is
+special. It re-sends:
+
+- pages whose lease lapsed: their holder was killed, hung past its time limit,
+  or paused. They are freed (the token changes, so the old holder's write is
+  refused) and sent again; a page whose lease lapsed ``max_page_attempts``
+  times fails with ``timeout``;
+- follow-up messages committed to the outbox but never sent (a worker killed
+  between its commit and its send);
+- everything waiting, when the broker lost its messages (``broker_lost``),
+  and, as a slow safety net, waiting work untouched for ``stuck_after_s``;
+- ``finalize`` for documents with no page left in flight.
+
+A document therefore never stays ``processing`` forever, and Redis losing its
+data loses no work.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.orm import Session
 
-from docintel.models import Document, DocumentStatus, Page, PageStatus
-from docintel.models.base import utcnow
-from docintel.pipeline.claims import dead_claimers
+from docintel.models import (
+    Document,
+    DocumentStatus,
+    OutboxMessage,
+    Page,
+    PageStatus,
+    WorkerHeartbeat,
+)
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.errors import DocumentError, ErrorCode
+from docintel.pipeline.errors import ErrorCode
+from docintel.pipeline.leases import IN_FLIGHT, db_now
 from docintel.pipeline.ocr import ocr_batch_size
 from docintel.pipeline.page import ocr_queue
-from docintel.pipeline.page_results import fail_page
 from docintel.pipeline.priority import page_priority
 
-_IN_FLIGHT = (PageStatus.PENDING, PageStatus.OCR)
+# Worker rows silent this long are gone for good (a clean stop deletes its own).
+_FORGET_WORKERS_AFTER = timedelta(hours=1)
 
 
-def sweep(ctx: StageContext) -> list[FollowUp]:
+def sweep(ctx: StageContext, *, broker_lost: bool = False) -> list[FollowUp]:
     session, settings = ctx.session, ctx.settings
-    now = utcnow()
-    cutoff = now - timedelta(seconds=settings.stuck_after_s)
+    now = db_now(session)
+    follow_ups = _take_back_lapsed(ctx, now)
+    follow_ups += _unsent_outbox(session, now - timedelta(seconds=settings.lease_s))
 
-    stuck_pages = session.scalars(
-        select(Page)
-        .join(Document)
-        .where(
-            Document.status == DocumentStatus.PROCESSING,
-            Page.status.in_(_IN_FLIGHT),
-            or_(
-                Page.claimed_at < cutoff,
-                and_(Page.claimed_at.is_(None), Page.updated_at < cutoff),
-                and_(Page.claimed_at.is_not(None), Page.claimed_by.in_(dead_claimers(session))),
-            ),
-        )
-        .with_for_update(skip_locked=True)
-    ).all()
-    follow_ups = _restart(ctx, stuck_pages)
-
+    # Waiting work whose message may be gone: all of it when the broker lost its
+    # data; otherwise only what sat untouched for the safety-net time.
+    cutoff = now if broker_lost else now - timedelta(seconds=settings.stuck_after_s)
+    follow_ups += _resend_waiting(ctx, _waiting_pages(session, cutoff), now)
     for doc in session.scalars(
-        select(Document).where(
-            Document.status == DocumentStatus.QUEUED, Document.updated_at < cutoff
-        )
+        select(Document)
+        .where(Document.status == DocumentStatus.QUEUED, Document.updated_at <= cutoff)
+        .with_for_update(skip_locked=True)
     ):
         doc.updated_at = now
         follow_ups.append(FollowUp("docintel.split", (str(doc.id),)))
 
-    in_flight = exists().where(Page.document_id == Document.id, Page.status.in_(_IN_FLIGHT))
+    in_flight = exists().where(Page.document_id == Document.id, Page.status.in_(IN_FLIGHT))
     for doc_id in session.scalars(
         select(Document.id).where(Document.status == DocumentStatus.PROCESSING, ~in_flight)
     ):
         follow_ups.append(FollowUp("docintel.finalize", (str(doc_id),)))
-    return follow_ups
+
+    session.execute(
+        delete(WorkerHeartbeat).where(WorkerHeartbeat.heartbeat_at < now - _FORGET_WORKERS_AFTER)
+    )
+    return _deduplicated(follow_ups)
 
 
-def resume_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
-    """Restart whatever of one document no worker holds, without waiting for the sweep.
+def resume_document(ctx: StageContext, document_id: str, *, take_over: bool) -> list[FollowUp]:
+    """Restart whatever of one document no live worker holds, without waiting for a sweep.
 
-    For the embedded mode, where nothing else drives work: an interrupted
-    ``docintel process`` left the document unfinished, and submitting the same
-    file again resumes it. Claims of processes of this host that are gone are
-    taken over; other claimed pages are left to ``sweep`` (their claimer may
-    still be alive, in another process), which frees them once they are stale.
+    ``docintel process`` calls it when it is given a file it already has. With
+    ``take_over`` (an embedded run that knows no other process uses its
+    database), pages still leased by a run that was killed are taken over at once.
     """
     session = ctx.session
     doc = session.get(Document, uuid.UUID(document_id))
@@ -81,44 +90,157 @@ def resume_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
         return [FollowUp("docintel.split", (document_id,))]
     if doc.status != DocumentStatus.PROCESSING:
         return []
-    in_flight = session.scalars(
-        select(Page).where(Page.document_id == doc.id, Page.status.in_(_IN_FLIGHT))
-    ).all()
-    if not in_flight:
-        return [FollowUp("docintel.finalize", (document_id,))]
-    lost = set(dead_claimers(session, doc.id))
-    return _restart(ctx, [p for p in in_flight if p.claimed_at is None or p.claimed_by in lost])
+    now = db_now(session)
+    follow_ups = _take_back_lapsed(ctx, now, document_id=doc.id, regardless=take_over)
+    waiting = _waiting_pages(session, now, document_id=doc.id)
+    follow_ups += _resend_waiting(ctx, waiting, now)
+    in_flight = session.scalar(
+        select(Page.id).where(Page.document_id == doc.id, Page.status.in_(IN_FLIGHT)).limit(1)
+    )
+    if in_flight is None:
+        follow_ups.append(FollowUp("docintel.finalize", (document_id,)))
+    return _deduplicated(follow_ups)
 
 
-def _restart(ctx: StageContext, pages: Sequence[Page]) -> list[FollowUp]:
-    """Send ``pages`` again, or fail those that keep killing the workers that claim them."""
-    settings, now = ctx.settings, utcnow()
+def _take_back_lapsed(
+    ctx: StageContext,
+    now: datetime,
+    *,
+    document_id: uuid.UUID | None = None,
+    regardless: bool = False,
+) -> list[FollowUp]:
+    """Free (or fail, past the attempts) pages whose lease lapsed, and send them again."""
+    session, settings = ctx.session, ctx.settings
+    query = (
+        select(Page.id, Page.claim_token, Page.status, Page.attempts, Page.number, Page.document_id)
+        .join(Document, Document.id == Page.document_id)
+        .where(
+            Document.status == DocumentStatus.PROCESSING,
+            Page.status.in_(IN_FLIGHT),
+            Page.claim_token.is_not(None),
+        )
+        .with_for_update(skip_locked=True, of=Page)
+    )
+    if not regardless:
+        query = query.where(Page.lease_expires_at < now)
+    if document_id is not None:
+        query = query.where(Page.document_id == document_id)
+
+    follow_ups: list[FollowUp] = []
+    freed: list[tuple[int, PageStatus, int]] = []
+    for row in session.execute(query).all():
+        # Fenced on the token we saw: if the holder's write won the row meanwhile
+        # (SQLite has no row locks), this changes nothing.
+        fenced = update(Page).where(
+            Page.id == row.id, Page.claim_token == row.claim_token, Page.status == row.status
+        )
+        if row.attempts >= settings.max_page_attempts:
+            session.execute(
+                fenced.values(
+                    status=PageStatus.FAILED,
+                    error_code=ErrorCode.TIMEOUT,
+                    error_message=f"no result after {row.attempts} attempts, each of whose "
+                    "workers stopped renewing its lease; the page may crash or hang workers",
+                    claim_token=None,
+                    lease_expires_at=None,
+                    claimed_at=None,
+                    updated_at=now,
+                ).execution_options(synchronize_session=False)
+            )
+            follow_ups.append(FollowUp("docintel.finalize", (str(row.document_id),)))
+            continue
+        session.execute(
+            fenced.values(
+                claim_token=None, lease_expires_at=None, claimed_at=None, updated_at=now
+            ).execution_options(synchronize_session=False)
+        )
+        freed.append((row.id, row.status, row.number))
+    return follow_ups + _messages_for(ctx, freed)
+
+
+def _waiting_pages(
+    session: Session, cutoff: datetime, *, document_id: uuid.UUID | None = None
+) -> list[tuple[int, PageStatus, int]]:
+    """Unclaimed pages of live documents, in flight and untouched since ``cutoff``."""
+    query = (
+        select(Page.id, Page.status, Page.number)
+        .join(Document, Document.id == Page.document_id)
+        .where(
+            Document.status == DocumentStatus.PROCESSING,
+            Page.status.in_(IN_FLIGHT),
+            Page.claim_token.is_(None),
+            Page.updated_at <= cutoff,
+        )
+    )
+    if document_id is not None:
+        query = query.where(Page.document_id == document_id)
+    return [(row.id, row.status, row.number) for row in session.execute(query)]
+
+
+def _resend_waiting(
+    ctx: StageContext, pages: list[tuple[int, PageStatus, int]], now: datetime
+) -> list[FollowUp]:
+    if pages:
+        # Touched, so the safety net waits a full period before sending them again.
+        ctx.session.execute(
+            update(Page)
+            .where(Page.id.in_([page_id for page_id, _, _ in pages]), Page.claim_token.is_(None))
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return _messages_for(ctx, pages)
+
+
+def _messages_for(
+    ctx: StageContext, pages: Iterable[tuple[int, PageStatus, int]]
+) -> list[FollowUp]:
     follow_ups: list[FollowUp] = []
     waiting_for_ocr = 0
-    for page in pages:
-        # Only a page some worker claimed and then lost counts against it: one
-        # that merely waits (a lost message, a long queue) is no page that kills.
-        if page.claimed_at is not None and page.attempts >= settings.max_page_attempts:
-            fail_page(
-                page,
-                DocumentError(
-                    ErrorCode.TIMEOUT,
-                    f"no progress after {page.attempts} attempts; "
-                    "the page may crash or hang workers",
-                ),
-            )
-            follow_ups.append(FollowUp("docintel.finalize", (str(page.document_id),)))
-            continue
-        page.claimed_at = None
-        page.updated_at = now
-        if page.status == PageStatus.PENDING:
-            priority = page_priority(page.number)
-            follow_ups.append(FollowUp("docintel.process_page", (page.id,), priority=priority))
+    for page_id, status, number in pages:
+        if status == PageStatus.PENDING:
+            priority = page_priority(number)
+            follow_ups.append(FollowUp("docintel.process_page", (page_id,), priority=priority))
         else:
             waiting_for_ocr += 1
     # An ocr_batch message is a wake-up that claims up to a batch of any waiting
     # pages: one per batch is enough, one per page would flood the GPU queue.
-    batches = -(-waiting_for_ocr // ocr_batch_size(settings))
-    queue = ocr_queue(settings.ocr_engine)
+    batches = -(-waiting_for_ocr // ocr_batch_size(ctx.settings))
+    queue = ocr_queue(ctx.settings.ocr_engine)
     follow_ups.extend(FollowUp("docintel.ocr_batch", (), queue=queue) for _ in range(batches))
     return follow_ups
+
+
+def _unsent_outbox(session: Session, older_than: datetime) -> list[FollowUp]:
+    """Messages whose sender committed them and died before sending (or deleting) them.
+
+    They are taken out here and go back in with this sweep's own messages.
+    """
+    rows = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.created_at < older_than)
+        .order_by(OutboxMessage.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    follow_ups = [
+        FollowUp(row.task, tuple(row.args), queue=row.queue, priority=row.priority) for row in rows
+    ]
+    if rows:
+        session.execute(
+            delete(OutboxMessage)
+            .where(OutboxMessage.id.in_([row.id for row in rows]))
+            .execution_options(synchronize_session=False)
+        )
+    return follow_ups
+
+
+def _deduplicated(follow_ups: list[FollowUp]) -> list[FollowUp]:
+    """One message per page or document task; wake-ups (no arguments) keep their count."""
+    seen: set[tuple[str, tuple[object, ...]]] = set()
+    unique: list[FollowUp] = []
+    for follow_up in follow_ups:
+        key = (follow_up.task, follow_up.args)
+        if follow_up.args and key in seen:
+            continue
+        seen.add(key)
+        unique.append(follow_up)
+    return unique

@@ -44,13 +44,6 @@ def configure(app: Celery, settings: Settings) -> None:
         broker_connection_retry_on_startup=True,
         task_default_queue=CPU_QUEUE,
         task_queues=[Queue(CPU_QUEUE), Queue(GPU_QUEUE)],
-        beat_schedule={
-            "sweep-stuck-work": {
-                "task": "docintel.sweep",
-                "schedule": float(settings.sweep_interval_s),
-                "options": {"queue": CPU_QUEUE, "expires": float(settings.sweep_interval_s)},
-            }
-        },
         worker_hijack_root_logger=False,
     )
 

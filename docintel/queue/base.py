@@ -1,26 +1,32 @@
 """The one place that owns transactions, retries and enqueue-after-commit for tasks.
 
 A task body is ``run_stage(stage_function, *ids)``: open a session, run the
-stage, commit, and only then send the follow-up tasks the stage asked for.
-Transient infrastructure errors are retried with backoff and jitter; anything
-else is recorded on the page or document it concerns, never retried blindly.
+stage, write its follow-ups to the outbox in the same transaction, commit,
+and only then send them. Transient infrastructure errors give back the
+leases the stage held and are retried with backoff and jitter (a retry keeps
+its task id, so it may also take them back itself); anything else fails the
+pages the stage held, through their fence, or is recorded on the document.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from celery import Task
+from celery import Task, current_task
 from celery.exceptions import SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from docintel.db import session_scope
 from docintel.pipeline.context import FollowUp, StageContext
+from docintel.pipeline.errors import DocumentError, ErrorCode
+from docintel.pipeline.leases import Lease, release
 from docintel.pipeline.priority import TASK_PRIORITY
-from docintel.settings import get_settings
+from docintel.queue import outbox
+from docintel.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +34,7 @@ log = logging.getLogger(__name__)
 # The blob stores raise StorageUnavailable, a ConnectionError, for their outages.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
-    BrokerError,  # sending the follow-ups failed; the rerun sends them again
+    BrokerError,  # sending the follow-ups failed; the outbox still holds them
     ConnectionError,
     TimeoutError,
 )
@@ -49,29 +55,84 @@ class StageTask(Task):
 
 def run_stage(stage: Stage, *args: Any, on_failure: FailureHook | None = None) -> None:
     settings = get_settings()
+    held: list[Lease] = []
     try:
         with session_scope(settings.database_url) as session:
-            follow_ups = stage(StageContext(session, settings), *args)
+            ctx = StageContext(session, settings, holder=_holder(), leases=held)
+            staged = outbox.stage(session, stage(ctx, *args))
     except TRANSIENT_ERRORS:
+        _release(settings, held)
         raise
     except DBAPIError as error:
         if error.connection_invalidated:
+            _release(settings, held)
             raise
-        follow_ups = _record_failure(stage, error, args, on_failure)
+        staged = _record_failure(settings, stage, error, args, held, on_failure)
     except (Exception, SoftTimeLimitExceeded) as error:
-        follow_ups = _record_failure(stage, error, args, on_failure)
-    dispatch(follow_ups)
+        staged = _record_failure(settings, stage, error, args, held, on_failure)
+    outbox.deliver(settings, staged)
+
+
+def _holder() -> str:
+    """The Celery task id, the same across retries of one message; else a fresh one."""
+    request_id = getattr(getattr(current_task, "request", None), "id", None)
+    return str(request_id) if request_id else uuid.uuid4().hex
+
+
+def _release(settings: Settings, held: Sequence[Lease]) -> None:
+    """Give back what a failed run held, so its retry (or anyone) can take it at once.
+
+    Best effort: with the database away this fails too, and then the leases lapse.
+    """
+    if not held:
+        return
+    try:
+        with session_scope(settings.database_url) as session:
+            for lease in held:
+                release(session, lease)
+    except Exception:
+        log.warning("could not release %d leases; they will lapse", len(held), exc_info=True)
 
 
 def _record_failure(
-    stage: Stage, error: BaseException, args: tuple[Any, ...], on_failure: FailureHook | None
-) -> list[FollowUp]:
+    settings: Settings,
+    stage: Stage,
+    error: BaseException,
+    args: tuple[Any, ...],
+    held: Sequence[Lease],
+    on_failure: FailureHook | None,
+) -> outbox.Staged:
     log.exception("stage %s failed for %s", stage.__name__, args)
-    if on_failure is None:
-        return []
-    settings = get_settings()
     with session_scope(settings.database_url) as session:
-        return on_failure(StageContext(session, settings), error, args)
+        ctx = StageContext(session, settings)
+        follow_ups = _fail_held(ctx, held, as_document_error(error))
+        if on_failure is not None:
+            follow_ups += on_failure(ctx, error, args)
+        return outbox.stage(session, follow_ups)
+
+
+def _fail_held(ctx: StageContext, held: Sequence[Lease], error: DocumentError) -> list[FollowUp]:
+    """Fail the pages this run still held (those it wrote are no longer held)."""
+    from docintel.models import Page
+    from docintel.pipeline.page_results import fail_held_page
+
+    documents: set[str] = set()
+    for lease in held:
+        for page_id in lease.page_ids:
+            if fail_held_page(ctx.session, lease, page_id, error):
+                page = ctx.session.get(Page, page_id)
+                if page is not None:
+                    documents.add(str(page.document_id))
+    return [FollowUp("docintel.finalize", (doc_id,)) for doc_id in sorted(documents)]
+
+
+def as_document_error(error: BaseException) -> DocumentError:
+    if isinstance(error, DocumentError):
+        return error
+    if isinstance(error, SoftTimeLimitExceeded):
+        return DocumentError(ErrorCode.TIMEOUT, "the stage ran past its time limit")
+    detail = f"{type(error).__name__}: {error}"[:500]
+    return DocumentError(ErrorCode.INTERNAL, f"unexpected error ({detail})")
 
 
 def dispatch(follow_ups: Sequence[FollowUp]) -> None:

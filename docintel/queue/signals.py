@@ -22,9 +22,10 @@ def install() -> None:
 
 def _after_fork(**_: Any) -> None:
     # Pooled connections inherited from the parent must never be shared across processes.
+    # close=False: the sockets are the parent's, still in use by its maintenance thread.
     from docintel.db import reset_engines
 
-    reset_engines()
+    reset_engines(close=False)
 
 
 def _after_task(**_: Any) -> None:

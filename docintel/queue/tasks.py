@@ -5,39 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
-
-from docintel.models import Document, Page
-from docintel.pipeline import finalize, ocr, page, split, sweeper
+from docintel.models import Document
+from docintel.pipeline import finalize, ocr, page, split
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.errors import DocumentError, ErrorCode
-from docintel.pipeline.page_results import fail_page
 from docintel.queue.app import app
-from docintel.queue.base import StageTask, run_stage
-
-
-def _as_document_error(error: BaseException) -> DocumentError:
-    if isinstance(error, SoftTimeLimitExceeded):
-        return DocumentError(ErrorCode.TIMEOUT, "the stage ran past its time limit")
-    detail = f"{type(error).__name__}: {error}"[:500]
-    return DocumentError(ErrorCode.INTERNAL, f"unexpected error ({detail})")
+from docintel.queue.base import StageTask, as_document_error, run_stage
 
 
 def _fail_document(
     ctx: StageContext, error: BaseException, args: tuple[Any, ...]
 ) -> list[FollowUp]:
-    doc = ctx.session.get(Document, uuid.UUID(args[0]))
+    doc = ctx.session.get(Document, uuid.UUID(args[0]), with_for_update=True)
     if doc is not None:
-        split.fail_document(doc, _as_document_error(error))
+        split.fail_document(doc, as_document_error(error))
     return []
-
-
-def _fail_page(ctx: StageContext, error: BaseException, args: tuple[Any, ...]) -> list[FollowUp]:
-    row = ctx.session.get(Page, args[0])
-    if row is None:
-        return []
-    fail_page(row, _as_document_error(error))
-    return [FollowUp("docintel.finalize", (str(row.document_id),))]
 
 
 @app.task(base=StageTask, name="docintel.split")
@@ -47,12 +28,12 @@ def split_task(document_id: str) -> None:
 
 @app.task(base=StageTask, name="docintel.process_page")
 def process_page_task(page_id: int) -> None:
-    run_stage(page.process_page, page_id, on_failure=_fail_page)
+    # A failure fails the page through its lease (run_stage), never unfenced.
+    run_stage(page.process_page, page_id)
 
 
 @app.task(base=StageTask, name="docintel.ocr_batch")
 def ocr_batch_task() -> None:
-    # Claimed pages whose batch crashed are freed by the sweeper and retried.
     run_stage(ocr.ocr_batch)
 
 
@@ -63,4 +44,7 @@ def finalize_task(document_id: str) -> None:
 
 @app.task(base=StageTask, name="docintel.sweep")
 def sweep_task() -> None:
-    run_stage(sweeper.sweep)
+    # Kept for messages sent by older versions; the sweep now runs in every worker.
+    from docintel.queue.maintenance import sweep_turn
+
+    sweep_turn(force=False)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import MutableMapping
+from typing import Any
 
 from docintel.queue.app import app
 from docintel.settings import get_settings
 
 
-def start_worker(
-    *, queues: list[str], concurrency: int | None, beat: bool, loglevel: str = "info"
-) -> None:
+def start_worker(*, queues: list[str], concurrency: int | None, loglevel: str = "info") -> None:
     if concurrency is None:
         # One process per GPU: a second would load a second copy of the weights.
         concurrency = 1 if "gpu" in queues else usable_cpus()
@@ -28,9 +27,30 @@ def start_worker(
         "--without-gossip",
         "--without-mingle",
     ]
-    if beat:
-        argv.append("--beat")
+    _run_maintenance_beside(queues)
     app.worker_main(argv)
+
+
+def _run_maintenance_beside(queues: list[str]) -> None:
+    """Every worker reports in and takes its turn at the sweep, from its main process.
+
+    Started once the pool has forked (``worker_ready``): pool processes must not
+    inherit the thread's database connection.
+    """
+    from celery.signals import worker_ready, worker_shutdown
+
+    from docintel.queue.maintenance import Maintenance
+
+    maintenance = Maintenance(queues)
+
+    def start(**_: Any) -> None:
+        maintenance.start()
+
+    def stop(**_: Any) -> None:
+        maintenance.stop()
+
+    worker_ready.connect(start, weak=False)
+    worker_shutdown.connect(stop, weak=False)
 
 
 def usable_cpus() -> int:

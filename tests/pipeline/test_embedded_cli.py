@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -161,17 +160,18 @@ def test_an_interrupted_run_resumes_when_the_file_is_submitted_again(tmp_path: P
     left = _pages_by_status(db)
     assert left.get("pending"), f"the first run finished before the kill: {left}"
     with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn, conn:
-        # The kill usually lands mid-page; make sure a page is held by the dead run.
+        # The kill usually lands mid-page; make sure a page is held by the dead run,
+        # under a lease that would not lapse for an hour.
         conn.execute(
-            "UPDATE pages SET claimed_at = CURRENT_TIMESTAMP, claimed_by = ?"
+            "UPDATE pages SET claim_token = 'killed-run', claim_task = 'killed-task',"
+            " lease_expires_at = datetime('now', '+1 hour'), claimed_at = CURRENT_TIMESTAMP"
             " WHERE id = (SELECT min(id) FROM pages WHERE status = 'pending')"
-            " AND claimed_at IS NULL",
-            (f"{socket.gethostname()}:{first.pid}",),
+            " AND claim_token IS NULL",
         )
 
-    # Before the fix, this waited forever: nothing drives an embedded document but its
-    # run. With the default clocks (a claim is stale after 15 minutes), the page the
-    # killed process held is taken over at once because its process is gone.
+    # Before, this waited forever: nothing drives an embedded document but its run.
+    # The new run holds the database's lock file, so it knows that no other run is
+    # alive and takes the dead run's lease over at once instead of in an hour.
     result = subprocess.run(
         [*_argv(tmp_path, path), "--timeout", "120"],
         env=_env(tmp_path),

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from docintel.db import session_scope
 from docintel.models import Document, DocumentStatus, Page, PageStatus
 from docintel.pipeline import ocr, page, split
-from docintel.pipeline.claims import claim_ocr_batch
+from docintel.pipeline.leases import claim_ocr_batch
 from docintel.pipeline.context import StageContext, store_for
 from docintel.pipeline.finalize import finalize_document
 from docintel.pipeline.ingest import ingest_file
@@ -90,8 +90,8 @@ def test_a_locked_document_row_does_not_hide_its_pages(settings: Settings, tmp_p
     with session_scope(settings.database_url) as holder:
         assert holder.get(Document, doc_id, with_for_update=True) is not None
         with session_scope(settings.database_url) as claimer:
-            claimed = claim_ocr_batch(claimer, 1000, settings.stuck_after_s)
-        assert page_id in claimed
+            lease = claim_ocr_batch(claimer, 1000, holder="test", lease_s=settings.lease_s)
+        assert lease is not None and page_id in lease.page_ids
 
 
 def test_a_batch_that_sees_more_work_passes_the_wake_up_on(

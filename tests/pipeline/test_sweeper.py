@@ -6,27 +6,24 @@ simulated by moving timestamps back, as if the work had sat still that long.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from docintel.db import session_scope
 from docintel.models import Document, DocumentStatus, Page, PageStatus
 from docintel.models.base import utcnow
 from docintel.pipeline import finalize, page, split, sweeper
-from docintel.pipeline.claims import claim, claimer
+from docintel.pipeline.leases import claim
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.ingest import ingest_file
 from docintel.pipeline.priority import page_priority
 from docintel.queue.base import run_stage
+from docintel.queue.maintenance import sweep_turn
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
 from tests.runtime import apply_env, base_env
@@ -72,17 +69,17 @@ def _split(settings: Settings, doc_id: uuid.UUID) -> list[int]:
     return [f.args[0] for f in follow_ups]
 
 
-def _sweep(settings: Settings) -> list[FollowUp]:
+def _sweep(settings: Settings, *, broker_lost: bool = False) -> list[FollowUp]:
     with session_scope(settings.database_url) as session:
-        return sweeper.sweep(StageContext(session, settings))
+        return sweeper.sweep(StageContext(session, settings), broker_lost=broker_lost)
 
 
-def _age(settings: Settings, doc_id: uuid.UUID, *, claims: bool = False) -> None:
-    """Make the document's rows look untouched for two hours."""
+def _age(settings: Settings, doc_id: uuid.UUID, *, leases: bool = False) -> None:
+    """Make the document's rows look untouched for two hours (and its leases lapsed)."""
     old = utcnow() - LONG_AGO
     with session_scope(settings.database_url) as session:
         session.execute(update(Document).where(Document.id == doc_id).values(updated_at=old))
-        values = {"updated_at": old, **({"claimed_at": old} if claims else {})}
+        values = {"updated_at": old, **({"lease_expires_at": old} if leases else {})}
         session.execute(update(Page).where(Page.document_id == doc_id).values(**values))
 
 
@@ -115,7 +112,7 @@ def test_lost_messages_are_resent_and_the_documents_complete(
     for doc_id in (lost_split, lost_pages):
         _age(settings, doc_id)
 
-    run_stage(sweeper.sweep)  # sends for real; the eager queue runs what it sends
+    sweep_turn(force=True)  # sends for real; the eager queue runs what it sends
 
     for doc_id in (lost_split, lost_pages):
         assert _doc(settings, doc_id).status == DocumentStatus.DONE
@@ -132,12 +129,15 @@ def test_a_page_that_keeps_killing_workers_fails_with_timeout(
 
     for attempt in range(1, settings.max_page_attempts + 1):
         with session_scope(settings.database_url) as session:  # a worker takes the page...
-            assert claim(session, [killer], PageStatus.PENDING, settings.stuck_after_s)
-        _age(settings, doc_id, claims=True)  # ...and dies holding it
+            lease = claim(
+                session, [killer], PageStatus.PENDING, holder=f"task-{attempt}", lease_s=60
+            )
+            assert lease is not None
+        _age(settings, doc_id, leases=True)  # ...and dies holding it: its lease lapses
         sent = _sweep(settings)
         if attempt < settings.max_page_attempts:
             assert FollowUp("docintel.process_page", (killer,), priority=page_priority(2)) in sent
-            assert _pages(settings, doc_id)[2].claimed_at is None
+            assert _pages(settings, doc_id)[2].claim_token is None
     assert FollowUp("docintel.finalize", (str(doc_id),)) in sent
 
     pages = _pages(settings, doc_id)
@@ -194,31 +194,71 @@ def test_processing_document_with_nothing_in_flight_is_finalized(
         page.process_page(StageContext(session, settings), page_id)  # finalize message lost
     assert _doc(settings, doc_id).status == DocumentStatus.PROCESSING
 
-    run_stage(sweeper.sweep)
+    sweep_turn(force=True)
     assert _doc(settings, doc_id).status == DocumentStatus.DONE
 
 
-def test_claims_of_dead_local_processes_are_freed_at_once(
+def test_live_leases_are_left_alone_and_lapsed_ones_are_taken_back(
     settings: Settings, tmp_path: Path
 ) -> None:
-    texts = [f"Dead claimer {RUN}", "Live claimer", "Remote claimer"]
-    doc_id = _ingest(settings, fx.make_text_pdf(tmp_path / "claims.pdf", texts))
-    dead, live, remote = _split(settings, doc_id)
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    owners = {
-        dead: f"{socket.gethostname()}:{gone.pid}",
-        live: claimer(),  # this test process: alive
-        remote: f"other-host:{os.getpid()}",  # cannot be checked from here
-    }
+    texts = [f"Lapsed lease {RUN}", "Live lease"]
+    doc_id = _ingest(settings, fx.make_text_pdf(tmp_path / "leases.pdf", texts))
+    lapsed, live = _split(settings, doc_id)
     with session_scope(settings.database_url) as session:
-        assert claim(session, [dead, live, remote], PageStatus.PENDING, settings.stuck_after_s)
-        for page_id, owner in owners.items():  # fresh claims: nowhere near stale
-            session.execute(update(Page).where(Page.id == page_id).values(claimed_by=owner))
+        old = claim(session, [lapsed], PageStatus.PENDING, holder="gone", lease_s=60)
+        held = claim(session, [live], PageStatus.PENDING, holder="alive", lease_s=600)
+        assert old is not None and held is not None
+        session.execute(
+            update(Page).where(Page.id == lapsed).values(lease_expires_at=utcnow() - LONG_AGO)
+        )
+        session.commit()
 
     sent = _sweep(settings)
-    assert FollowUp("docintel.process_page", (dead,), priority=page_priority(1)) in sent
-    assert not {live, remote} & {f.args[0] for f in sent if f.task == "docintel.process_page"}
+    # Whoever sweeps, on whatever host or PID namespace: only the lease's clock counts.
+    resent = {f.args[0] for f in sent if f.task == "docintel.process_page"}
+    assert lapsed in resent and live not in resent
     pages = _pages(settings, doc_id)
-    assert pages[1].claimed_at is None
-    assert pages[2].claimed_at is not None and pages[3].claimed_at is not None
+    assert pages[1].claim_token is None  # a new token: the old holder's writes are refused
+    assert pages[2].claim_token == held.token
+
+
+def test_a_task_retry_takes_back_its_own_claim(settings: Settings, tmp_path: Path) -> None:
+    doc_id = _ingest(settings, fx.make_text_pdf(tmp_path / "retry.pdf", [f"Retry {RUN}"]))
+    (page_id,) = _split(settings, doc_id)
+    with session_scope(settings.database_url) as session:
+        first = claim(session, [page_id], PageStatus.PENDING, holder="task-a", lease_s=600)
+        stranger = claim(session, [page_id], PageStatus.PENDING, holder="task-b", lease_s=600)
+        again = claim(session, [page_id], PageStatus.PENDING, holder="task-a", lease_s=600)
+    assert first is not None and stranger is None and again is not None
+    assert again.token != first.token  # the earlier run of the task is fenced out too
+    assert _pages(settings, doc_id)[1].attempts == 1  # the same attempt, not a second
+
+
+def test_unsent_outbox_messages_are_sent_by_the_sweep(settings: Settings) -> None:
+    from docintel.models import OutboxMessage
+
+    with session_scope(settings.database_url) as session:
+        stale = OutboxMessage(
+            task="docintel.finalize", args=[f"stale-{RUN}"], created_at=utcnow() - LONG_AGO
+        )
+        fresh = OutboxMessage(task="docintel.finalize", args=[f"fresh-{RUN}"])
+        session.add_all([stale, fresh])
+    sent = _sweep(settings)
+    assert FollowUp("docintel.finalize", (f"stale-{RUN}",)) in sent
+    # A fresh row belongs to a sender that is about to send it.
+    assert FollowUp("docintel.finalize", (f"fresh-{RUN}",)) not in sent
+    with session_scope(settings.database_url) as session:
+        left = [list(args) for args in session.scalars(select(OutboxMessage.args))]
+        session.execute(delete(OutboxMessage).where(OutboxMessage.id == fresh.id))
+    assert [f"stale-{RUN}"] not in left  # taken out: sent now, not again next sweep
+    assert [f"fresh-{RUN}"] in left
+
+
+def test_a_broker_that_lost_its_data_gets_all_waiting_work_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    doc_id = _ingest(settings, fx.make_text_pdf(tmp_path / "flushed.pdf", [f"Flushed {RUN}", "2"]))
+    first, second = _split(settings, doc_id)  # their messages were in the flushed broker
+    assert not {first, second} & {f.args[0] for f in _sweep(settings) if f.args}
+    sent = _sweep(settings, broker_lost=True)
+    assert {first, second} <= {f.args[0] for f in sent if f.task == "docintel.process_page"}

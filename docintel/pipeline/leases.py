@@ -1,0 +1,254 @@
+"""Leases: a worker's fenced, renewed hold on the pages it works on.
+
+Claiming pages gives them a fresh random ``claim_token`` and an expiry on the
+database's clock (never a host's). While the work runs, a heartbeat thread
+pushes the expiry forward; a holder that is killed, paused or cut off stops
+renewing, and once its lease lapses any worker on any host may take the pages
+over. Nothing asks whether a process is alive, so PID namespaces, containers
+and hosts do not matter.
+
+Every result is written with ``UPDATE ... WHERE claim_token = :mine AND status
+= :expected`` (``write_held``), and lines and regions are replaced only when
+that matched, in the same transaction. A holder whose lease was taken over
+finds its write refused: stale results are dropped and logged, never written
+over newer ones. Freeing or failing a page clears its token, so the fence
+holds against those too, and a page never moves back from ``done``/``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import CursorResult, Select, case, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from docintel.models import Document, DocumentStatus, Page, PageStatus
+from docintel.models.base import utcnow
+from docintel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = (PageStatus.PENDING, PageStatus.OCR)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Pages held under one token, in the status they had when claimed."""
+
+    token: str
+    page_ids: tuple[int, ...]
+    status: PageStatus
+
+
+def db_now(session: Session) -> datetime:
+    """The database's clock: every host compares leases against the same time.
+
+    SQLite is the embedded mode, one machine, so its clock is this process's.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        now = session.scalar(select(func.statement_timestamp()))
+        assert isinstance(now, datetime)
+        return now
+    return utcnow()
+
+
+def process_name() -> str:
+    """``host:pid``, for people reading the pages table; no decision is made by it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _live_documents() -> Select[Any]:
+    return select(Document.id).where(Document.status == DocumentStatus.PROCESSING)
+
+
+def _claimable(holder: str, now: datetime) -> Any:
+    # Free, lapsed, or held by an earlier run of this same task (a Celery retry
+    # keeps the task id): the retry takes its own claim back instead of stranding it.
+    return or_(Page.claim_token.is_(None), Page.lease_expires_at < now, Page.claim_task == holder)
+
+
+def claim(
+    session: Session, page_ids: Sequence[int], status: PageStatus, *, holder: str, lease_s: int
+) -> Lease | None:
+    """Take the pages of ``page_ids`` that are in ``status`` and claimable; commit.
+
+    Only pages of documents still processing. ``None`` when none could be taken.
+    """
+    if not page_ids:
+        return None
+    now = db_now(session)
+    token = str(uuid.uuid4())
+    taken = session.scalars(
+        update(Page)
+        .where(
+            Page.id.in_(page_ids),
+            Page.status == status,
+            Page.document_id.in_(_live_documents()),
+            _claimable(holder, now),
+        )
+        .values(
+            claim_token=token,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            claim_task=holder,
+            claimed_at=now,
+            claimed_by=process_name(),
+            # Taking back one's own claim is the same attempt, not a new one.
+            attempts=case((Page.claim_task == holder, Page.attempts), else_=Page.attempts + 1),
+            updated_at=now,
+        )
+        .returning(Page.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.commit()
+    return Lease(token, tuple(sorted(taken)), status) if taken else None
+
+
+def claim_ocr_batch(session: Session, limit: int, *, holder: str, lease_s: int) -> Lease | None:
+    """Up to ``limit`` pages waiting for OCR, oldest first, from any live document."""
+    now = db_now(session)
+    candidates = session.scalars(
+        select(Page.id)
+        .where(
+            Page.status == PageStatus.OCR,
+            Page.document_id.in_(_live_documents()),
+            _claimable(holder, now),
+        )
+        .order_by(Page.id)
+        .limit(limit)
+        # Lock page rows only, skipping those another claimer is taking right now.
+        .with_for_update(skip_locked=True, of=Page)
+    ).all()
+    return claim(session, list(candidates), PageStatus.OCR, holder=holder, lease_s=lease_s)
+
+
+def ocr_work_waiting(session: Session) -> bool:
+    """Whether any page of a live document waits, unclaimed, for OCR."""
+    query = select(Page.id).where(
+        Page.status == PageStatus.OCR,
+        Page.claim_token.is_(None),
+        Page.document_id.in_(_live_documents()),
+    )
+    return session.scalar(query.limit(1)) is not None
+
+
+def write_held(session: Session, lease: Lease, page_id: int, values: dict[str, Any]) -> bool:
+    """Write ``values`` to a page only while ``lease`` still holds it; release it.
+
+    The caller replaces the page's lines or regions only when this returns True,
+    in the same transaction, so a refused write leaves nothing behind.
+    """
+    result = session.execute(
+        update(Page)
+        .where(
+            Page.id == page_id,
+            Page.claim_token == lease.token,
+            Page.status == lease.status,
+            Page.document_id.in_(_live_documents()),
+        )
+        .values(**values, claim_token=None, lease_expires_at=None, claimed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result):
+        return True
+    log.warning(
+        "dropped a stale result for page %s: its lease was taken over, or its document "
+        "stopped processing, while this worker held it",
+        page_id,
+    )
+    return False
+
+
+def release(session: Session, lease: Lease) -> int:
+    """Give the pages back untouched (a transient error): the retry or anyone may take them."""
+    result = session.execute(
+        update(Page)
+        .where(Page.id.in_(lease.page_ids), Page.claim_token == lease.token)
+        .values(claim_token=None, lease_expires_at=None, claimed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+def renew(session: Session, lease: Lease, lease_s: int) -> int:
+    """Push the expiry forward; returns how many of the pages this lease still holds."""
+    now = db_now(session)
+    result = session.execute(
+        update(Page)
+        .where(Page.id.in_(lease.page_ids), Page.claim_token == lease.token)
+        .values(lease_expires_at=now + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+def _rowcount(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
+
+
+class LeaseKeeper:
+    """Renews a lease every third of its length from a thread, while the work runs.
+
+    Its own short transactions on its own connection: the worker's thread may
+    be deep in rendering or OCR and holds no transaction meanwhile. A renewal
+    that finds pages no longer held only logs it; the fenced write decides.
+    """
+
+    def __init__(self, settings: Settings, lease: Lease) -> None:
+        self.settings = settings
+        self.lease = lease
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"docintel-lease-{lease.token[:8]}", daemon=True
+        )
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from docintel.db import session_scope
+
+        interval = max(0.5, self.settings.lease_s / 3)
+        while not self._stop.wait(interval):
+            try:
+                with session_scope(self.settings.database_url) as session:
+                    held = renew(session, self.lease, self.settings.lease_s)
+            except Exception:
+                # The database may be back before the lease lapses; keep trying.
+                log.warning("could not renew lease %s", self.lease.token, exc_info=True)
+                continue
+            if held < len(self.lease.page_ids) and not self.lost:
+                self.lost = True
+                log.warning(
+                    "lease %s lost %d of its %d pages to another worker",
+                    self.lease.token,
+                    len(self.lease.page_ids) - held,
+                    len(self.lease.page_ids),
+                )
+
+
+@contextmanager
+def keep_alive(settings: Settings, lease: Lease) -> Iterator[LeaseKeeper]:
+    with LeaseKeeper(settings, lease) as keeper:
+        yield keeper

@@ -1,0 +1,141 @@
+"""What every worker does beside its tasks: report in, and take its turn at the sweep.
+
+No process is special. Each ``docintel worker`` runs a ``Maintenance`` thread
+that refreshes its row in ``workers`` (so ``docintel process`` can tell that
+nobody consumes a queue) and, every few seconds, offers to sweep. The
+``cluster_state`` row, locked with SKIP LOCKED, lets one worker at a time
+sweep, and its ``last_sweep_at`` (on the database's clock) spaces the sweeps
+``sweep_interval_s`` apart however many workers there are. Kill any worker,
+the one that swept last included, and the others carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from docintel.db import session_scope
+from docintel.models import ClusterState, WorkerHeartbeat
+from docintel.pipeline.context import StageContext
+from docintel.pipeline.leases import db_now, process_name
+from docintel.pipeline.sweeper import sweep
+from docintel.queue import broker_epoch, outbox
+from docintel.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
+    """Sweep if it is this process's turn; the number of messages sent, None if skipped.
+
+    ``force`` sweeps even if another process swept a moment ago (``docintel sweep``).
+    """
+    settings = settings or get_settings()
+    new_epoch = None
+    with session_scope(settings.database_url) as session:
+        state = session.scalar(
+            select(ClusterState).where(ClusterState.id == 1).with_for_update(skip_locked=True)
+        )
+        if state is None:
+            return None  # another process is sweeping right now
+        now = db_now(session)
+        interval = timedelta(seconds=settings.sweep_interval_s)
+        if not force and state.last_sweep_at is not None and now - state.last_sweep_at < interval:
+            return None
+        broker_lost = False
+        if broker_epoch.checkable(settings.broker_url):
+            seen = broker_epoch.read(settings.broker_url)
+            broker_lost = seen is None or seen != state.broker_epoch
+            if broker_lost:
+                new_epoch = str(uuid.uuid4())
+                state.broker_epoch = new_epoch
+                log.warning(
+                    "the broker has lost its queued messages (restarted empty or flushed); "
+                    "re-sending all waiting work"
+                )
+        follow_ups = sweep(StageContext(session, settings), broker_lost=broker_lost)
+        state.last_sweep_at = now
+        state.swept_by = process_name()
+        staged = outbox.stage(session, follow_ups)
+    outbox.deliver(settings, staged)
+    if new_epoch is not None:
+        # Only after the re-sends: a crash before this line just re-sends once more.
+        broker_epoch.write(settings.broker_url, new_epoch)
+    if follow_ups:
+        log.info("sweep re-sent %d messages", len(follow_ups))
+    return len(follow_ups)
+
+
+class Maintenance:
+    """The worker's heartbeat and sweep thread (started by ``docintel worker``)."""
+
+    def __init__(self, queues: list[str], settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.queues = queues
+        self.id = str(uuid.uuid4())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="docintel-maintenance", daemon=True)
+
+    @property
+    def tick_s(self) -> float:
+        return max(0.5, min(5.0, self.settings.sweep_interval_s / 2))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        try:
+            with session_scope(self.settings.database_url) as session:
+                session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.id == self.id))
+        except Exception:
+            log.warning("could not remove this worker's heartbeat row", exc_info=True)
+
+    def _run(self) -> None:
+        while True:
+            for step in (self._report_in, self._offer_to_sweep):
+                try:
+                    step()
+                except Exception:
+                    # The database or broker is away: try again next tick, never die.
+                    log.warning("maintenance step %s failed", step.__name__, exc_info=True)
+            if self._stop.wait(self.tick_s):
+                return
+
+    def _report_in(self) -> None:
+        with session_scope(self.settings.database_url) as session:
+            now = db_now(session)
+            row = session.get(WorkerHeartbeat, self.id)
+            if row is None:
+                session.add(
+                    WorkerHeartbeat(
+                        id=self.id,
+                        hostname=socket.gethostname(),
+                        pid=os.getpid(),
+                        queues=",".join(self.queues),
+                        started_at=now,
+                        heartbeat_at=now,
+                    )
+                )
+            else:
+                row.heartbeat_at = now
+
+    def _offer_to_sweep(self) -> None:
+        sweep_turn(force=False, settings=self.settings)
+
+
+def live_consumers(settings: Settings, queue: str) -> int:
+    """Workers consuming ``queue`` that reported in within the last few ticks."""
+    with session_scope(settings.database_url) as session:
+        since = db_now(session) - timedelta(seconds=max(15, 3 * settings.sweep_interval_s))
+        rows = session.scalars(
+            select(WorkerHeartbeat.queues).where(WorkerHeartbeat.heartbeat_at >= since)
+        ).all()
+    return sum(queue in row.split(",") for row in rows)
