@@ -95,8 +95,23 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
+    def pause(self) -> None:
+        """SIGSTOP the whole worker: it holds its leases but renews nothing."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def pids(self) -> set[int]:
+        """The worker's main process and its pool processes."""
+        import psutil
+
+        main = psutil.Process(self.proc.pid)
+        return {main.pid, *(child.pid for child in main.children(recursive=True))}
+
     def stop(self) -> None:
         if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a paused worker cannot stop
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(20)

@@ -3,4 +3,4 @@
 from docintel.queue.worker import start_worker
 
 if __name__ == "__main__":
-    start_worker(queues=["gpu"], concurrency=1, beat=False)
+    start_worker(queues=["gpu"], concurrency=1)

@@ -117,9 +117,14 @@ def worker(
 @app.command()
 def sweep() -> None:
     """Restart work that stopped moving, now (every worker also does this on its own)."""
+    from docintel.queue.base import TRANSIENT_ERRORS
     from docintel.queue.maintenance import sweep_turn
 
-    sent = sweep_turn(force=True)
+    try:
+        sent = sweep_turn(force=True)
+    except TRANSIENT_ERRORS as error:
+        typer.echo(f"docintel: sweep failed, try again: {type(error).__name__}: {error}", err=True)
+        raise typer.Exit(1) from None
     if sent is None:
         typer.echo("another process is sweeping right now")
     else:

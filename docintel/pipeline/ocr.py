@@ -46,10 +46,12 @@ log = logging.getLogger(__name__)
 def ocr_batch(ctx: StageContext) -> list[FollowUp]:
     session, settings = ctx.session, ctx.settings
     config = ocr_engine_config(settings)
+    # Loaded (once per process) before claiming: a model that takes longer to load
+    # than a lease lasts must not lose the pages it is loaded for.
+    engine = get_ocr_engine(config)
     lease = ctx.claim_ocr_batch(ocr_batch_size(settings))
     if lease is None:
         return []
-    engine = get_ocr_engine(config)
     claimed = list(
         session.scalars(select(Page).where(Page.id.in_(lease.page_ids)).order_by(Page.id))
     )

@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from sqlalchemy import delete, select
 
@@ -46,18 +46,21 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
             return None  # another process is sweeping right now
         now = db_now(session)
         interval = timedelta(seconds=settings.sweep_interval_s)
-        if not force and state.last_sweep_at is not None and now - state.last_sweep_at < interval:
+        last = state.last_sweep_at
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)  # SQLite keeps no time zone; we store UTC
+        if not force and last is not None and now - last < interval:
             return None
         broker_lost = False
+        old_epoch = state.broker_epoch
         if broker_epoch.checkable(settings.broker_url):
-            seen = broker_epoch.read(settings.broker_url)
-            broker_lost = seen is None or seen != state.broker_epoch
+            broker_lost = not broker_epoch.intact(settings.broker_url, old_epoch)
             if broker_lost:
                 new_epoch = str(uuid.uuid4())
                 state.broker_epoch = new_epoch
                 log.warning(
-                    "the broker has lost its queued messages (restarted empty or flushed); "
-                    "re-sending all waiting work"
+                    "the broker holds none of the messages sent so far (first sweep, or it "
+                    "restarted empty or was flushed): re-sending all waiting work"
                 )
         follow_ups = sweep(StageContext(session, settings), broker_lost=broker_lost)
         state.last_sweep_at = now
@@ -66,7 +69,7 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
     outbox.deliver(settings, staged)
     if new_epoch is not None:
         # Only after the re-sends: a crash before this line just re-sends once more.
-        broker_epoch.write(settings.broker_url, new_epoch)
+        broker_epoch.mark(settings.broker_url, new_epoch, old_epoch)
     if follow_ups:
         log.info("sweep re-sent %d messages", len(follow_ups))
     return len(follow_ups)

@@ -30,6 +30,9 @@ EXPECTED_TABLES = {
     "sources",
     "source_files",
     "api_keys",
+    "outbox",
+    "workers",
+    "cluster_state",
 }
 
 

@@ -11,10 +11,10 @@ from sqlalchemy import update
 from docintel.db import session_scope
 from docintel.models import Document, DocumentStatus, Page, PageStatus
 from docintel.pipeline import ocr, page, split
-from docintel.pipeline.leases import claim_ocr_batch
 from docintel.pipeline.context import StageContext, store_for
 from docintel.pipeline.finalize import finalize_document
 from docintel.pipeline.ingest import ingest_file
+from docintel.pipeline.leases import claim_ocr_batch
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
 from tests.runtime import apply_env, base_env

@@ -18,9 +18,9 @@ from docintel.db import session_scope
 from docintel.models import Document, DocumentStatus, Page, PageStatus
 from docintel.models.base import utcnow
 from docintel.pipeline import finalize, page, split, sweeper
-from docintel.pipeline.leases import claim
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.ingest import ingest_file
+from docintel.pipeline.leases import claim
 from docintel.pipeline.priority import page_priority
 from docintel.queue.base import run_stage
 from docintel.queue.maintenance import sweep_turn
