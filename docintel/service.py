@@ -60,13 +60,15 @@ def submit(
     A document submitted before and left unfinished (an interrupted run, a
     broker that was down, lost messages) is resumed.
     """
+    # Taken before any work: an embedded run that holds the lock has all its leases
+    # on record, so whatever other lease it finds belongs to a run that is gone.
+    sole_embedded_run = settings.embedded and owns_embedded_database(settings)
     with session_scope(settings.database_url) as session:
         ctx = StageContext(session, settings)
         result = ingest_file(ctx, path, options=options, source=source, reprocess=reprocess)
         follow_ups = list(result.follow_ups)
         if not result.created and not result.restarted:
-            take_over = settings.embedded and owns_embedded_database(settings)
-            follow_ups += resume_document(ctx, str(result.document_id), take_over=take_over)
+            follow_ups += resume_document(ctx, str(result.document_id), take_over=sole_embedded_run)
         # Committed with the document: if the send below fails, the sweep sends it.
         staged = outbox.stage(session, follow_ups)
     try:
@@ -88,23 +90,23 @@ def owns_embedded_database(settings: Settings) -> bool:
     process that holds it knows that any lease in the database belongs to a run
     that is gone, so it takes them over at once instead of waiting for them to lapse.
     """
-    global _embedded_lock
-    if _embedded_lock is not None:
-        return True
     url = make_url(settings.database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return False
-    handle = Path(f"{url.database}.lock").open("a+")  # noqa: SIM115 - held for life
+    lock_path = Path(f"{url.database}.lock").resolve()
+    if lock_path in _embedded_locks:
+        return True
+    handle = lock_path.open("a+")  # held for the life of the process
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         return False
-    _embedded_lock = handle
+    _embedded_locks[lock_path] = handle
     return True
 
 
-_embedded_lock: IO[str] | None = None
+_embedded_locks: dict[Path, IO[str]] = {}
 
 
 def progress(settings: Settings, ids: Iterable[uuid.UUID]) -> list[Progress]:

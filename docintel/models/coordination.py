@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String
+from sqlalchemy import Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from docintel.models.base import Base, BigId, JSONType, utcnow
@@ -28,7 +28,9 @@ class OutboxMessage(Base):
     args: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     queue: Mapped[str | None] = mapped_column(String(32))
     priority: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # The database's clock, like the sweep's cutoff: a host whose clock is off must not
+    # make fresh rows look abandoned (or abandoned ones fresh).
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
 
 
 class WorkerHeartbeat(Base):

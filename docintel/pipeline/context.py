@@ -45,7 +45,12 @@ class StageContext:
 
     def claim(self, page_ids: list[int], status: PageStatus) -> Lease | None:
         lease = claim(
-            self.session, page_ids, status, holder=self.holder, lease_s=self.settings.lease_s
+            self.session,
+            page_ids,
+            status,
+            holder=self.holder,
+            lease_s=self.settings.lease_s,
+            max_attempts=self.settings.max_page_attempts,
         )
         if lease is not None:
             self.leases.append(lease)
@@ -53,7 +58,11 @@ class StageContext:
 
     def claim_ocr_batch(self, limit: int) -> Lease | None:
         lease = claim_ocr_batch(
-            self.session, limit, holder=self.holder, lease_s=self.settings.lease_s
+            self.session,
+            limit,
+            holder=self.holder,
+            lease_s=self.settings.lease_s,
+            max_attempts=self.settings.max_page_attempts,
         )
         if lease is not None:
             self.leases.append(lease)

@@ -57,9 +57,10 @@ def ingest_file(
 ) -> IngestResult:
     """Create the document for ``path``, or find the one with the same bytes.
 
-    With ``reprocess`` a finished earlier document (or, in embedded mode where
-    nothing else can be running it, an unfinished one) is reset and run again
-    with ``options``; its earlier pages and results are deleted.
+    With ``reprocess`` a finished earlier document (or, in embedded mode, an
+    unfinished one: a worker still holding its pages finds them gone, and its
+    writes match nothing) is reset and run again with ``options``; its earlier
+    pages and results are deleted.
     """
     session, settings = ctx.session, ctx.settings
     size = path.stat().st_size

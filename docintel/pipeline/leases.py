@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import CursorResult, Select, case, func, or_, select, update
+from sqlalchemy import CursorResult, Select, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from docintel.models import Document, DocumentStatus, Page, PageStatus
@@ -71,18 +71,36 @@ def _live_documents() -> Select[Any]:
     return select(Document.id).where(Document.status == DocumentStatus.PROCESSING)
 
 
-def _claimable(holder: str, now: datetime) -> Any:
-    # Free, lapsed, or held by an earlier run of this same task (a Celery retry
-    # keeps the task id): the retry takes its own claim back instead of stranding it.
-    return or_(Page.claim_token.is_(None), Page.lease_expires_at < now, Page.claim_task == holder)
+def _claimable(holder: str, now: datetime, max_attempts: int) -> Any:
+    """Free pages; or, short of ``max_attempts``, pages whose lease lapsed or that an
+    earlier run of this same task holds (a Celery retry, or a redelivery after its
+    process died, keeps the task id: it need not wait for its own lease to lapse).
+
+    A page that used up its attempts is left for the sweep to fail with ``timeout``:
+    a page that kills every process that reads it must not be retaken forever.
+    """
+    return or_(
+        Page.claim_token.is_(None),
+        and_(
+            or_(Page.lease_expires_at < now, Page.claim_task == holder),
+            Page.attempts < max_attempts,
+        ),
+    )
 
 
 def claim(
-    session: Session, page_ids: Sequence[int], status: PageStatus, *, holder: str, lease_s: int
+    session: Session,
+    page_ids: Sequence[int],
+    status: PageStatus,
+    *,
+    holder: str,
+    lease_s: int,
+    max_attempts: int,
 ) -> Lease | None:
     """Take the pages of ``page_ids`` that are in ``status`` and claimable; commit.
 
     Only pages of documents still processing. ``None`` when none could be taken.
+    Every claim counts as an attempt; ``release`` gives it back.
     """
     if not page_ids:
         return None
@@ -94,7 +112,7 @@ def claim(
             Page.id.in_(page_ids),
             Page.status == status,
             Page.document_id.in_(_live_documents()),
-            _claimable(holder, now),
+            _claimable(holder, now, max_attempts),
         )
         .values(
             claim_token=token,
@@ -102,8 +120,7 @@ def claim(
             claim_task=holder,
             claimed_at=now,
             claimed_by=process_name(),
-            # Taking back one's own claim is the same attempt, not a new one.
-            attempts=case((Page.claim_task == holder, Page.attempts), else_=Page.attempts + 1),
+            attempts=Page.attempts + 1,
             updated_at=now,
         )
         .returning(Page.id)
@@ -113,7 +130,9 @@ def claim(
     return Lease(token, tuple(sorted(taken)), status) if taken else None
 
 
-def claim_ocr_batch(session: Session, limit: int, *, holder: str, lease_s: int) -> Lease | None:
+def claim_ocr_batch(
+    session: Session, limit: int, *, holder: str, lease_s: int, max_attempts: int
+) -> Lease | None:
     """Up to ``limit`` pages waiting for OCR, oldest first, from any live document."""
     now = db_now(session)
     candidates = session.scalars(
@@ -121,14 +140,21 @@ def claim_ocr_batch(session: Session, limit: int, *, holder: str, lease_s: int) 
         .where(
             Page.status == PageStatus.OCR,
             Page.document_id.in_(_live_documents()),
-            _claimable(holder, now),
+            _claimable(holder, now, max_attempts),
         )
         .order_by(Page.id)
         .limit(limit)
         # Lock page rows only, skipping those another claimer is taking right now.
         .with_for_update(skip_locked=True, of=Page)
     ).all()
-    return claim(session, list(candidates), PageStatus.OCR, holder=holder, lease_s=lease_s)
+    return claim(
+        session,
+        list(candidates),
+        PageStatus.OCR,
+        holder=holder,
+        lease_s=lease_s,
+        max_attempts=max_attempts,
+    )
 
 
 def ocr_work_waiting(session: Session) -> bool:
@@ -169,11 +195,17 @@ def write_held(session: Session, lease: Lease, page_id: int, values: dict[str, A
 
 
 def release(session: Session, lease: Lease) -> int:
-    """Give the pages back untouched (a transient error): the retry or anyone may take them."""
+    """Give the pages back untouched (a transient error): the retry or anyone may take
+    them at once, and the attempt is given back too: the page did nothing wrong."""
     result = session.execute(
         update(Page)
         .where(Page.id.in_(lease.page_ids), Page.claim_token == lease.token)
-        .values(claim_token=None, lease_expires_at=None, claimed_at=None)
+        .values(
+            claim_token=None,
+            lease_expires_at=None,
+            claimed_at=None,
+            attempts=case((Page.attempts > 0, Page.attempts - 1), else_=0),
+        )
         .execution_options(synchronize_session=False)
     )
     return _rowcount(result)

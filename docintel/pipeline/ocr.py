@@ -48,7 +48,13 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
     config = ocr_engine_config(settings)
     # Loaded (once per process) before claiming: a model that takes longer to load
     # than a lease lasts must not lose the pages it is loaded for.
-    engine = get_ocr_engine(config)
+    try:
+        engine = get_ocr_engine(config)
+    except Exception:
+        # Claimed only to be failed (or, for an outage, given back) by the task
+        # layer: an engine that cannot load must not leave pages waiting forever.
+        ctx.claim_ocr_batch(ocr_batch_size(settings))
+        raise
     lease = ctx.claim_ocr_batch(ocr_batch_size(settings))
     if lease is None:
         return []

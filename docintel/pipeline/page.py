@@ -54,14 +54,15 @@ def process_page(ctx: StageContext, page_id: int) -> list[FollowUp]:
     session.commit()
 
     finished = [FollowUp("docintel.finalize", (str(doc.id),))]
-    with keep_alive(settings, lease):
-        try:
+    try:
+        with keep_alive(settings, lease):
             rendered = _render_and_read(ctx, doc, page)
-        except DocumentError as error:
-            if fail_held_page(session, lease, page_id, error):
-                record_progress(session, doc.id)
-                return finished
-            return []
+    except DocumentError as error:
+        # Written after the heartbeat stopped: a renewal must not wait on our row lock.
+        if fail_held_page(session, lease, page_id, error):
+            record_progress(session, doc.id)
+            return finished
+        return []
 
     if rendered.lines is not None:
         source = TextSource.NATIVE

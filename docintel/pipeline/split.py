@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import object_session
 
 from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
 from docintel.models.base import utcnow
@@ -72,11 +73,25 @@ def fail_document(doc: Document, error: DocumentError) -> None:
     """
     if doc.status not in (DocumentStatus.QUEUED, DocumentStatus.PROCESSING):
         return
-    for page in doc.pages:
-        if page.status in (PageStatus.PENDING, PageStatus.OCR):
-            page.status = PageStatus.FAILED
-            page.error_code, page.error_message = error.code, error.message
-            page.claim_token = page.lease_expires_at = page.claimed_at = None
+    session = object_session(doc)
+    if session is not None:
+        # A statement, not loaded rows: a page a worker finished meanwhile stays done.
+        session.execute(
+            update(Page)
+            .where(
+                Page.document_id == doc.id,
+                Page.status.in_((PageStatus.PENDING, PageStatus.OCR)),
+            )
+            .values(
+                status=PageStatus.FAILED,
+                error_code=error.code,
+                error_message=error.message,
+                claim_token=None,
+                lease_expires_at=None,
+                claimed_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
     doc.status = DocumentStatus.FAILED
     doc.error_code = error.code
     doc.error_message = error.message

@@ -53,13 +53,12 @@ def sweep(ctx: StageContext, *, broker_lost: bool = False) -> list[FollowUp]:
 
     # Waiting work whose message may be gone: all of it when the broker lost its
     # data; otherwise only what sat untouched for the safety-net time.
-    cutoff = now if broker_lost else now - timedelta(seconds=settings.stuck_after_s)
+    cutoff = None if broker_lost else now - timedelta(seconds=settings.stuck_after_s)
     follow_ups += _resend_waiting(ctx, _waiting_pages(session, cutoff), now)
-    for doc in session.scalars(
-        select(Document)
-        .where(Document.status == DocumentStatus.QUEUED, Document.updated_at <= cutoff)
-        .with_for_update(skip_locked=True)
-    ):
+    queued = select(Document).where(Document.status == DocumentStatus.QUEUED)
+    if cutoff is not None:
+        queued = queued.where(Document.updated_at <= cutoff)
+    for doc in session.scalars(queued.with_for_update(skip_locked=True)):
         doc.updated_at = now
         follow_ups.append(FollowUp("docintel.split", (str(doc.id),)))
 
@@ -91,8 +90,8 @@ def resume_document(ctx: StageContext, document_id: str, *, take_over: bool) -> 
     if doc.status != DocumentStatus.PROCESSING:
         return []
     now = db_now(session)
+    waiting = _waiting_pages(session, None, document_id=doc.id)  # before any is freed below
     follow_ups = _take_back_lapsed(ctx, now, document_id=doc.id, regardless=take_over)
-    waiting = _waiting_pages(session, now, document_id=doc.id)
     follow_ups += _resend_waiting(ctx, waiting, now)
     in_flight = session.scalar(
         select(Page.id).where(Page.document_id == doc.id, Page.status.in_(IN_FLIGHT)).limit(1)
@@ -159,9 +158,9 @@ def _take_back_lapsed(
 
 
 def _waiting_pages(
-    session: Session, cutoff: datetime, *, document_id: uuid.UUID | None = None
+    session: Session, cutoff: datetime | None, *, document_id: uuid.UUID | None = None
 ) -> list[tuple[int, PageStatus, int]]:
-    """Unclaimed pages of live documents, in flight and untouched since ``cutoff``."""
+    """Unclaimed pages of live documents in flight (and untouched since ``cutoff``)."""
     query = (
         select(Page.id, Page.status, Page.number)
         .join(Document, Document.id == Page.document_id)
@@ -169,9 +168,10 @@ def _waiting_pages(
             Document.status == DocumentStatus.PROCESSING,
             Page.status.in_(IN_FLIGHT),
             Page.claim_token.is_(None),
-            Page.updated_at <= cutoff,
         )
     )
+    if cutoff is not None:
+        query = query.where(Page.updated_at <= cutoff)
     if document_id is not None:
         query = query.where(Page.document_id == document_id)
     return [(row.id, row.status, row.number) for row in session.execute(query)]

@@ -6,7 +6,7 @@ without its data, a ``FLUSHDB`` or a failover to an empty replica no longer
 has the key: every message that was queued is gone, and the sweep re-sends
 all waiting work at once instead of waiting for the safety net. The key is
 named by the epoch, so two deployments sharing one Redis cannot mistake each
-other's marks for their own. Brokers other than Redis are not checked.
+other's marks for their own. Other brokers (and Redis Sentinel URLs) are not checked.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ _PREFIX = "docintel:epoch:"
 
 
 def checkable(broker_url: str) -> bool:
-    return broker_url.startswith(("redis://", "rediss://", "unix://"))
+    return broker_url.startswith(("redis://", "rediss://"))
 
 
 def intact(broker_url: str, epoch: str | None) -> bool:

@@ -37,6 +37,7 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
     ``force`` sweeps even if another process swept a moment ago (``docintel sweep``).
     """
     settings = settings or get_settings()
+    seen_epoch, broker_lost = _broker_state(settings)
     new_epoch = None
     with session_scope(settings.database_url) as session:
         state = session.scalar(
@@ -45,34 +46,53 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
         if state is None:
             return None  # another process is sweeping right now
         now = db_now(session)
-        interval = timedelta(seconds=settings.sweep_interval_s)
         last = state.last_sweep_at
         if last is not None and last.tzinfo is None:
             last = last.replace(tzinfo=UTC)  # SQLite keeps no time zone; we store UTC
-        if not force and last is not None and now - last < interval:
+        if (
+            not force
+            and last is not None
+            and now - last < timedelta(seconds=settings.sweep_interval_s)
+        ):
             return None
-        broker_lost = False
-        old_epoch = state.broker_epoch
-        if broker_epoch.checkable(settings.broker_url):
-            broker_lost = not broker_epoch.intact(settings.broker_url, old_epoch)
-            if broker_lost:
-                new_epoch = str(uuid.uuid4())
-                state.broker_epoch = new_epoch
-                log.warning(
-                    "the broker holds none of the messages sent so far (first sweep, or it "
-                    "restarted empty or was flushed): re-sending all waiting work"
-                )
+        # Another sweep may have renewed the epoch since we looked: then it re-sent.
+        broker_lost = broker_lost and state.broker_epoch == seen_epoch
+        if broker_lost:
+            new_epoch = str(uuid.uuid4())
+            state.broker_epoch = new_epoch
+            log.warning(
+                "the broker holds none of the messages sent so far (first sweep, or it "
+                "restarted empty or was flushed): re-sending all waiting work"
+            )
         follow_ups = sweep(StageContext(session, settings), broker_lost=broker_lost)
         state.last_sweep_at = now
         state.swept_by = process_name()
         staged = outbox.stage(session, follow_ups)
-    outbox.deliver(settings, staged)
     if new_epoch is not None:
-        # Only after the re-sends: a crash before this line just re-sends once more.
-        broker_epoch.mark(settings.broker_url, new_epoch, old_epoch)
+        # Marked before the sends: the re-sends are safe in the outbox already, and a
+        # long send must not make the next sweep believe the broker lost them again.
+        broker_epoch.mark(settings.broker_url, new_epoch, seen_epoch)
+    outbox.deliver(settings, staged)
     if follow_ups:
         log.info("sweep re-sent %d messages", len(follow_ups))
     return len(follow_ups)
+
+
+def _broker_state(settings: Settings) -> tuple[str | None, bool]:
+    """The epoch the database knows, and whether the broker lost its mark.
+
+    Asked outside the sweep's transaction: with Redis away the sweep still frees
+    lapsed leases (their messages wait in the outbox until Redis is back).
+    """
+    if not broker_epoch.checkable(settings.broker_url):
+        return None, False
+    with session_scope(settings.database_url) as session:
+        epoch = session.scalar(select(ClusterState.broker_epoch).where(ClusterState.id == 1))
+    try:
+        return epoch, not broker_epoch.intact(settings.broker_url, epoch)
+    except Exception:
+        log.warning("cannot reach the broker to check its mark", exc_info=True)
+        return epoch, False
 
 
 class Maintenance:

@@ -34,8 +34,9 @@ def start_worker(*, queues: list[str], concurrency: int | None, loglevel: str = 
 def _run_maintenance_beside(queues: list[str]) -> None:
     """Every worker reports in and takes its turn at the sweep, from its main process.
 
-    Started once the pool has forked (``worker_ready``): pool processes must not
-    inherit the thread's database connection.
+    Started once the pool has forked (``worker_ready``). Pool processes forked
+    later (to replace one that died) inherit the thread's pooled connections and
+    drop them unclosed (``docintel.queue.signals``).
     """
     from celery.signals import worker_ready, worker_shutdown
 

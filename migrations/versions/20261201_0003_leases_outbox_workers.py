@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("args", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
         sa.Column("queue", sa.String(length=32), nullable=True),
         sa.Column("priority", sa.Integer(), nullable=True),
-        sa.Column("created_at", _TIMESTAMP, nullable=False),
+        sa.Column("created_at", _TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
     )
     op.create_index(op.f("ix_outbox_created_at"), "outbox", ["created_at"], unique=False)

@@ -61,10 +61,14 @@ def test_a_stale_holder_cannot_write_over_the_one_that_took_over(
 ) -> None:
     _, (page_id,) = _split_pages(settings, tmp_path)
     with session_scope(settings.database_url) as session:
-        stale = claim(session, [page_id], PageStatus.PENDING, holder="paused", lease_s=60)
+        stale = claim(
+            session, [page_id], PageStatus.PENDING, holder="paused", lease_s=60, max_attempts=3
+        )
     _lapse(settings, page_id)  # the paused holder stopped renewing
     with session_scope(settings.database_url) as session:
-        fresh = claim(session, [page_id], PageStatus.PENDING, holder="other", lease_s=60)
+        fresh = claim(
+            session, [page_id], PageStatus.PENDING, holder="other", lease_s=60, max_attempts=3
+        )
     assert stale is not None and fresh is not None and fresh.token != stale.token
 
     with session_scope(settings.database_url) as session:
@@ -96,7 +100,9 @@ def test_nothing_is_written_to_a_document_that_stopped_processing(
 ) -> None:
     doc_id, (page_id,) = _split_pages(settings, tmp_path)
     with session_scope(settings.database_url) as session:
-        lease = claim(session, [page_id], PageStatus.PENDING, holder="h", lease_s=60)
+        lease = claim(
+            session, [page_id], PageStatus.PENDING, holder="h", lease_s=60, max_attempts=3
+        )
         assert lease is not None
         session.execute(
             update(Document).where(Document.id == doc_id).values(status=DocumentStatus.CANCELLED)
@@ -131,7 +137,9 @@ def test_a_transient_error_gives_the_pages_back_for_the_retry(
         assert page is not None
         assert (page.status, page.claim_token, page.lease_expires_at) == ("pending", None, None)
         # Anyone may take it now, not after the lease would have lapsed.
-        assert claim(session, [page_id], PageStatus.PENDING, holder="retry", lease_s=60)
+        assert claim(
+            session, [page_id], PageStatus.PENDING, holder="retry", lease_s=60, max_attempts=3
+        )
 
 
 def test_a_permanent_error_fails_the_held_pages_through_the_fence(
@@ -155,3 +163,43 @@ def test_sweeps_take_turns(settings: Settings) -> None:
     assert sweep_turn(force=True) is not None
     # Right after one sweep, others skip their turn until the interval has passed.
     assert sweep_turn(force=False) is None
+
+
+def test_an_ocr_engine_that_cannot_load_fails_its_pages_instead_of_leaving_them_waiting(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from docintel.pipeline import ocr, page
+
+    settings = apply_env(monkeypatch, base_env(tmp_path, database_url))
+    path = fx.make_scanned_pdf(tmp_path / "scan.pdf", [f"Engine {uuid.uuid4().hex[:8]}\nline"])
+    with session_scope(settings.database_url) as session:
+        ctx = StageContext(session, settings)
+        doc_id = ingest_file(ctx, path).document_id
+        (follow_up,) = split.split_document(ctx, str(doc_id))
+    with session_scope(settings.database_url) as session:
+        page.process_page(StageContext(session, settings), follow_up.args[0])
+    settings = apply_env(monkeypatch, {"DOCINTEL_OCR_ENGINE": "no-such-engine"})
+
+    run_stage(ocr.ocr_batch)
+    with session_scope(settings.database_url) as session:
+        row = session.get(Page, follow_up.args[0])
+        assert row is not None
+        assert (row.status, row.error_code, row.claim_token) == ("failed", "internal", None)
+        assert "no-such-engine" in (row.error_message or "")
+
+
+def test_an_embedded_run_takes_its_database_lock_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else a second run, given the same file, would take the first run's live leases."""
+    import subprocess
+
+    from docintel import migrate
+    from docintel.service import submit
+
+    url = f"sqlite:///{tmp_path / 'embedded.db'}"
+    migrate.upgrade(url)
+    settings = apply_env(monkeypatch, base_env(tmp_path, url))
+    submit(settings, fx.make_text_pdf(tmp_path / "new.pdf", [f"New {uuid.uuid4().hex[:8]}"]))
+    other_run = subprocess.run(["flock", "--nonblock", f"{tmp_path / 'embedded.db'}.lock", "true"])
+    assert other_run.returncode != 0  # held by this process, for as long as it lives

@@ -20,7 +20,7 @@ from docintel.models.base import utcnow
 from docintel.pipeline import finalize, page, split, sweeper
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.ingest import ingest_file
-from docintel.pipeline.leases import claim
+from docintel.pipeline.leases import Lease, claim
 from docintel.pipeline.priority import page_priority
 from docintel.queue.base import run_stage
 from docintel.queue.maintenance import sweep_turn
@@ -130,7 +130,12 @@ def test_a_page_that_keeps_killing_workers_fails_with_timeout(
     for attempt in range(1, settings.max_page_attempts + 1):
         with session_scope(settings.database_url) as session:  # a worker takes the page...
             lease = claim(
-                session, [killer], PageStatus.PENDING, holder=f"task-{attempt}", lease_s=60
+                session,
+                [killer],
+                PageStatus.PENDING,
+                holder=f"task-{attempt}",
+                lease_s=60,
+                max_attempts=settings.max_page_attempts,
             )
             assert lease is not None
         _age(settings, doc_id, leases=True)  # ...and dies holding it: its lease lapses
@@ -205,8 +210,12 @@ def test_live_leases_are_left_alone_and_lapsed_ones_are_taken_back(
     doc_id = _ingest(settings, fx.make_text_pdf(tmp_path / "leases.pdf", texts))
     lapsed, live = _split(settings, doc_id)
     with session_scope(settings.database_url) as session:
-        old = claim(session, [lapsed], PageStatus.PENDING, holder="gone", lease_s=60)
-        held = claim(session, [live], PageStatus.PENDING, holder="alive", lease_s=600)
+        old = claim(
+            session, [lapsed], PageStatus.PENDING, holder="gone", lease_s=60, max_attempts=3
+        )
+        held = claim(
+            session, [live], PageStatus.PENDING, holder="alive", lease_s=600, max_attempts=3
+        )
         assert old is not None and held is not None
         session.execute(
             update(Page).where(Page.id == lapsed).values(lease_expires_at=utcnow() - LONG_AGO)
@@ -226,12 +235,22 @@ def test_a_task_retry_takes_back_its_own_claim(settings: Settings, tmp_path: Pat
     doc_id = _ingest(settings, fx.make_text_pdf(tmp_path / "retry.pdf", [f"Retry {RUN}"]))
     (page_id,) = _split(settings, doc_id)
     with session_scope(settings.database_url) as session:
-        first = claim(session, [page_id], PageStatus.PENDING, holder="task-a", lease_s=600)
-        stranger = claim(session, [page_id], PageStatus.PENDING, holder="task-b", lease_s=600)
-        again = claim(session, [page_id], PageStatus.PENDING, holder="task-a", lease_s=600)
-    assert first is not None and stranger is None and again is not None
-    assert again.token != first.token  # the earlier run of the task is fenced out too
-    assert _pages(settings, doc_id)[1].attempts == 1  # the same attempt, not a second
+
+        def take(holder: str) -> Lease | None:
+            return claim(
+                session, [page_id], PageStatus.PENDING, holder=holder, lease_s=600, max_attempts=3
+            )
+
+        first = take("task-a")
+        stranger = take("task-b")
+        again = take("task-a")  # its release failed (the database was away): take it back
+        assert first is not None and stranger is None and again is not None
+        assert again.token != first.token  # the earlier run of the task is fenced out too
+        # A task whose process keeps dying is redelivered with the same id: each retake
+        # counts, and at the limit it is refused, left for the sweep to fail.
+        assert take("task-a") is not None
+        assert take("task-a") is None
+    assert _pages(settings, doc_id)[1].attempts == 3
 
 
 def test_unsent_outbox_messages_are_sent_by_the_sweep(settings: Settings) -> None:
