@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -138,16 +139,7 @@ def run_scenario(name: str, work: Path) -> Outcome:
             dpi=150,
         )
         db_upgrade(env)
-        os.environ.update(env)  # this process submits and watches, like the CLI
-        from docintel.db import reset_engines
-        from docintel.queue.app import app, configure
-        from docintel.settings import get_settings
-
-        get_settings.cache_clear()
-        reset_engines()
-        settings = get_settings()
-        configure(app, settings)
-        app._pool = None
+        settings = _point_at(env)  # this process submits and watches, like the CLI
 
         docs = make_documents(folder)
         workers: list[Worker] = []
@@ -161,7 +153,7 @@ def run_scenario(name: str, work: Path) -> Outcome:
 
         try:
             if name == "broker-down":
-                return _broker_down(name, settings, docs, start, workers)
+                return _broker_down(name, env, docs, start, workers)
             start(1 if name == "cut" else 2)
             victim = workers[0]
             ids = [_submit(settings, path) for path in docs]
@@ -203,16 +195,14 @@ def run_scenario(name: str, work: Path) -> Outcome:
 
 def _broker_down(
     name: str,
-    settings: object,
+    env: dict[str, str],
     docs: dict[Path, list[str]],
     start: Callable[[int], None],
     workers: list[Worker],
 ) -> Outcome:
     from docintel.service import QueueUnavailable, submit
-    from docintel.settings import Settings
 
-    assert isinstance(settings, Settings)
-    dead = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
+    dead = _point_at({**env, "DOCINTEL_BROKER_URL": "redis://127.0.0.1:1/0"})
     ids = []
     for path in docs:
         try:
@@ -220,11 +210,30 @@ def _broker_down(
         except QueueUnavailable as error:
             ids.append(uuid.UUID(str(error).split("document ", 1)[1].split(" ", 1)[0]))
     assert len(ids) == len(docs), "the broker was expected to be unreachable"
+    settings = _point_at(env)
     back_at = time.monotonic()
     start(1)  # nothing is re-submitted: the worker's sweep sends what the outbox kept
     recover = _wait_done(settings, ids, timeout_s=300)
     recover_s = None if recover is None else recover - back_at
     return _outcome(name, settings, ids, docs, {}, workers, recover_s)
+
+
+def _point_at(env: dict[str, str]) -> Any:
+    """Settings, database engines and the Celery app of this process, for ``env``."""
+    from docintel.db import reset_engines
+    from docintel.queue.app import app, configure
+    from docintel.settings import get_settings
+
+    os.environ.update(env)
+    get_settings.cache_clear()
+    reset_engines()
+    settings = get_settings()
+    configure(app, settings)
+    # Celery keeps its first broker connection pool: drop it, or it sends to the old one.
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
+    return settings
 
 
 def _submit(settings: object, path: Path) -> uuid.UUID:
@@ -360,7 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="docintel-recovery-") as work:
         for name in chosen:
             log(f"scenario {name}")
-            outcomes.append(run_scenario(name, Path(work)))
+            try:
+                outcomes.append(run_scenario(name, Path(work)))
+            except Exception as error:  # one broken scenario must not lose the others
+                log(f"scenario {name} failed: {type(error).__name__}: {error}")
+                outcomes.append(Outcome(name, 0, 0, 0, 0, 0, 0, 0, None))
     print(report(outcomes))
     return 0
 

@@ -38,6 +38,8 @@ class StageContext:
     # What this run holds: the task layer releases these on a transient error and
     # fails them on a permanent one, always through the fence.
     leases: list[Lease] = field(default_factory=list)
+    # A Celery retry of the task (not a first delivery, nor a redelivery).
+    retrying: bool = False
 
     @property
     def store(self) -> BlobStore:
@@ -51,6 +53,7 @@ class StageContext:
             holder=self.holder,
             lease_s=self.settings.lease_s,
             max_attempts=self.settings.max_page_attempts,
+            retrying=self.retrying,
         )
         if lease is not None:
             self.leases.append(lease)
@@ -63,6 +66,7 @@ class StageContext:
             holder=self.holder,
             lease_s=self.settings.lease_s,
             max_attempts=self.settings.max_page_attempts,
+            retrying=self.retrying,
         )
         if lease is not None:
             self.leases.append(lease)

@@ -96,11 +96,15 @@ def claim(
     holder: str,
     lease_s: int,
     max_attempts: int,
+    retrying: bool = False,
 ) -> Lease | None:
     """Take the pages of ``page_ids`` that are in ``status`` and claimable; commit.
 
     Only pages of documents still processing. ``None`` when none could be taken.
-    Every claim counts as an attempt; ``release`` gives it back.
+    Every claim counts as an attempt, except a Celery retry (``retrying``) taking
+    back what its own task held: that is the same attempt after a transient error.
+    A redelivery after the task's process died keeps the task id too, but is no
+    retry: it counts, so a page that kills its workers runs out of attempts.
     """
     if not page_ids:
         return None
@@ -120,7 +124,11 @@ def claim(
             claim_task=holder,
             claimed_at=now,
             claimed_by=process_name(),
-            attempts=Page.attempts + 1,
+            attempts=(
+                case((Page.claim_task == holder, Page.attempts), else_=Page.attempts + 1)
+                if retrying
+                else Page.attempts + 1
+            ),
             updated_at=now,
         )
         .returning(Page.id)
@@ -131,12 +139,23 @@ def claim(
 
 
 def claim_ocr_batch(
-    session: Session, limit: int, *, holder: str, lease_s: int, max_attempts: int
+    session: Session,
+    limit: int,
+    *,
+    holder: str,
+    lease_s: int,
+    max_attempts: int,
+    retrying: bool = False,
 ) -> Lease | None:
-    """Up to ``limit`` pages waiting for OCR, oldest first, from any live document."""
+    """Up to ``limit`` pages waiting for OCR, oldest first, from any live document.
+
+    A page that already cost an attempt (its batch's process died, or hung) goes
+    alone: if it is the one that kills workers, it must not take healthy
+    batch-mates down with it every time until they all fail with ``timeout``.
+    """
     now = db_now(session)
-    candidates = session.scalars(
-        select(Page.id)
+    candidates = session.execute(
+        select(Page.id, Page.attempts)
         .where(
             Page.status == PageStatus.OCR,
             Page.document_id.in_(_live_documents()),
@@ -147,13 +166,16 @@ def claim_ocr_batch(
         # Lock page rows only, skipping those another claimer is taking right now.
         .with_for_update(skip_locked=True, of=Page)
     ).all()
+    suspect = [row.id for row in candidates if row.attempts > 0]
+    batch = suspect[:1] or [row.id for row in candidates]
     return claim(
         session,
-        list(candidates),
+        batch,
         PageStatus.OCR,
         holder=holder,
         lease_s=lease_s,
         max_attempts=max_attempts,
+        retrying=retrying,
     )
 
 
@@ -195,17 +217,12 @@ def write_held(session: Session, lease: Lease, page_id: int, values: dict[str, A
 
 
 def release(session: Session, lease: Lease) -> int:
-    """Give the pages back untouched (a transient error): the retry or anyone may take
-    them at once, and the attempt is given back too: the page did nothing wrong."""
+    """Give the pages back untouched (a transient error): the retry, or anyone, may
+    take them at once instead of waiting for the lease to lapse."""
     result = session.execute(
         update(Page)
         .where(Page.id.in_(lease.page_ids), Page.claim_token == lease.token)
-        .values(
-            claim_token=None,
-            lease_expires_at=None,
-            claimed_at=None,
-            attempts=case((Page.attempts > 0, Page.attempts - 1), else_=0),
-        )
+        .values(claim_token=None, lease_expires_at=None, claimed_at=None)
         .execution_options(synchronize_session=False)
     )
     return _rowcount(result)

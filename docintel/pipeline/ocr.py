@@ -17,7 +17,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from docintel.engines.base import OcrEngine, Region, TextLine
+from docintel.engines.base import EngineError, OcrEngine, Region, TextLine
 from docintel.engines.registry import (
     GPU_ENGINES,
     get_ocr_engine,
@@ -50,9 +50,11 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
     # than a lease lasts must not lose the pages it is loaded for.
     try:
         engine = get_ocr_engine(config)
-    except Exception:
-        # Claimed only to be failed (or, for an outage, given back) by the task
-        # layer: an engine that cannot load must not leave pages waiting forever.
+    except EngineError:
+        # A configuration no worker can run (an unknown engine, bad options): claimed
+        # only to be failed by the task layer, or the pages would wait forever. Other
+        # load failures (a driver, memory, a missing file on one host) may be this
+        # worker's alone: the pages wait for another worker, or for the fix.
         ctx.claim_ocr_batch(ocr_batch_size(settings))
         raise
     lease = ctx.claim_ocr_batch(ocr_batch_size(settings))

@@ -41,6 +41,7 @@ from docintel.pipeline.ocr import ocr_batch_size
 from docintel.pipeline.page import ocr_queue
 from docintel.pipeline.priority import page_priority
 
+_CHUNK = 10_000
 # Worker rows silent this long are gone for good (a clean stop deletes its own).
 _FORGET_WORKERS_AFTER = timedelta(hours=1)
 
@@ -180,11 +181,12 @@ def _waiting_pages(
 def _resend_waiting(
     ctx: StageContext, pages: list[tuple[int, PageStatus, int]], now: datetime
 ) -> list[FollowUp]:
-    if pages:
+    ids = [page_id for page_id, _, _ in pages]
+    for start in range(0, len(ids), _CHUNK):  # a driver takes at most 65,535 parameters
         # Touched, so the safety net waits a full period before sending them again.
         ctx.session.execute(
             update(Page)
-            .where(Page.id.in_([page_id for page_id, _, _ in pages]), Page.claim_token.is_(None))
+            .where(Page.id.in_(ids[start : start + _CHUNK]), Page.claim_token.is_(None))
             .values(updated_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -224,10 +226,11 @@ def _unsent_outbox(session: Session, older_than: datetime) -> list[FollowUp]:
     follow_ups = [
         FollowUp(row.task, tuple(row.args), queue=row.queue, priority=row.priority) for row in rows
     ]
-    if rows:
+    ids = [row.id for row in rows]
+    for start in range(0, len(ids), _CHUNK):
         session.execute(
             delete(OutboxMessage)
-            .where(OutboxMessage.id.in_([row.id for row in rows]))
+            .where(OutboxMessage.id.in_(ids[start : start + _CHUNK]))
             .execution_options(synchronize_session=False)
         )
     return follow_ups

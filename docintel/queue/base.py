@@ -56,13 +56,19 @@ class StageTask(Task):
 def run_stage(stage: Stage, *args: Any, on_failure: FailureHook | None = None) -> None:
     settings = get_settings()
     held: list[Lease] = []
+    holder, retries = _task_identity()
     try:
         with session_scope(settings.database_url) as session:
-            ctx = StageContext(session, settings, holder=_holder(), leases=held)
+            ctx = StageContext(session, settings, holder, held, retrying=retries > 0)
             staged = outbox.stage(session, stage(ctx, *args))
-    except TRANSIENT_ERRORS:
-        _release(settings, held)
-        raise
+    except TRANSIENT_ERRORS as error:
+        if retries < StageTask.max_retries:
+            _release(settings, held)
+            raise
+        # The last retry: an "outage" this long is this work's own problem (a page
+        # too big for the store, a statement that always times out). Fail what the
+        # run held rather than give it back to loop forever.
+        staged = _record_failure(settings, stage, _gave_up(error, retries), args, held, on_failure)
     except DBAPIError as error:
         if error.connection_invalidated:
             _release(settings, held)
@@ -73,10 +79,21 @@ def run_stage(stage: Stage, *args: Any, on_failure: FailureHook | None = None) -
     outbox.deliver(settings, staged)
 
 
-def _holder() -> str:
-    """The Celery task id, the same across retries of one message; else a fresh one."""
-    request_id = getattr(getattr(current_task, "request", None), "id", None)
-    return str(request_id) if request_id else uuid.uuid4().hex
+def _task_identity() -> tuple[str, int]:
+    """The Celery task id (the same across retries and redeliveries of one message)
+    and how many times it was retried; a fresh id outside a task."""
+    request = getattr(current_task, "request", None)
+    request_id = getattr(request, "id", None)
+    if not request_id:
+        return uuid.uuid4().hex, 0
+    return str(request_id), int(getattr(request, "retries", 0) or 0)
+
+
+def _gave_up(error: BaseException, retries: int) -> DocumentError:
+    detail = f"{type(error).__name__}: {error}"[:500]
+    return DocumentError(
+        ErrorCode.INTERNAL, f"still failing after {retries} retries with backoff ({detail})"
+    )
 
 
 def _release(settings: Settings, held: Sequence[Lease]) -> None:

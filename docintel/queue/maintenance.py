@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import uuid
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
 
@@ -37,6 +37,8 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
     ``force`` sweeps even if another process swept a moment ago (``docintel sweep``).
     """
     settings = settings or get_settings()
+    if not force and not _due(settings):
+        return None  # cheap: no lock, no broker round trip on every worker's every tick
     seen_epoch, broker_lost = _broker_state(settings)
     new_epoch = None
     with session_scope(settings.database_url) as session:
@@ -46,15 +48,8 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
         if state is None:
             return None  # another process is sweeping right now
         now = db_now(session)
-        last = state.last_sweep_at
-        if last is not None and last.tzinfo is None:
-            last = last.replace(tzinfo=UTC)  # SQLite keeps no time zone; we store UTC
-        if (
-            not force
-            and last is not None
-            and now - last < timedelta(seconds=settings.sweep_interval_s)
-        ):
-            return None
+        if not force and not _interval_passed(state.last_sweep_at, now, settings):
+            return None  # another worker swept since we looked
         # Another sweep may have renewed the epoch since we looked: then it re-sent.
         broker_lost = broker_lost and state.broker_epoch == seen_epoch
         if broker_lost:
@@ -76,6 +71,20 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
     if follow_ups:
         log.info("sweep re-sent %d messages", len(follow_ups))
     return len(follow_ups)
+
+
+def _due(settings: Settings) -> bool:
+    with session_scope(settings.database_url) as session:
+        last = session.scalar(select(ClusterState.last_sweep_at).where(ClusterState.id == 1))
+        return _interval_passed(last, db_now(session), settings)
+
+
+def _interval_passed(last: datetime | None, now: datetime, settings: Settings) -> bool:
+    if last is None:
+        return True
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)  # SQLite keeps no time zone; we store UTC
+    return now - last >= timedelta(seconds=settings.sweep_interval_s)
 
 
 def _broker_state(settings: Settings) -> tuple[str | None, bool]:

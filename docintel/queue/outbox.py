@@ -54,7 +54,10 @@ def deliver(settings: Settings, staged: Staged) -> None:
     dispatch(staged.follow_ups)
     try:
         with session_scope(settings.database_url) as session:
-            session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(staged.row_ids)))
+            ids = staged.row_ids
+            for start in range(0, len(ids), 10_000):  # drivers cap bound parameters
+                chunk = ids[start : start + 10_000]
+                session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(chunk)))
     except Exception:
         # Sent already; the sweep will send these once more, which is harmless.
         log.warning("could not clear %d sent outbox rows", len(staged.row_ids), exc_info=True)

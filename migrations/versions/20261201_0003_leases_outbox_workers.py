@@ -20,6 +20,12 @@ _TIMESTAMP = sa.DateTime(timezone=True)
 _BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+def _statement_time() -> sa.TextClause:
+    if op.get_bind().dialect.name == "postgresql":
+        return sa.text("statement_timestamp()")
+    return sa.text("CURRENT_TIMESTAMP")
+
+
 def upgrade() -> None:
     # Nullable, no default: adding them rewrites nothing on Postgres.
     op.add_column("pages", sa.Column("claim_token", sa.String(length=36), nullable=True))
@@ -37,7 +43,8 @@ def upgrade() -> None:
         sa.Column("args", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
         sa.Column("queue", sa.String(length=32), nullable=True),
         sa.Column("priority", sa.Integer(), nullable=True),
-        sa.Column("created_at", _TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        # The database's clock at the statement (now() would be the transaction's start).
+        sa.Column("created_at", _TIMESTAMP, server_default=_statement_time(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
     )
     op.create_index(op.f("ix_outbox_created_at"), "outbox", ["created_at"], unique=False)

@@ -20,7 +20,8 @@ from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.ingest import ingest_file
 from docintel.pipeline.leases import claim
 from docintel.pipeline.page_results import finish_page
-from docintel.queue.base import run_stage
+from docintel.queue.app import app
+from docintel.queue.base import StageTask, run_stage
 from docintel.queue.maintenance import sweep_turn
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
@@ -203,3 +204,49 @@ def test_an_embedded_run_takes_its_database_lock_before_any_work(
     submit(settings, fx.make_text_pdf(tmp_path / "new.pdf", [f"New {uuid.uuid4().hex[:8]}"]))
     other_run = subprocess.run(["flock", "--nonblock", f"{tmp_path / 'embedded.db'}.lock", "true"])
     assert other_run.returncode != 0  # held by this process, for as long as it lives
+
+
+def test_an_ocr_page_that_already_cost_an_attempt_goes_alone(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A page that killed its batch's process must not take healthy batch-mates down
+    with it on every retry, until they all fail with ``timeout``."""
+    from docintel.pipeline.leases import claim_ocr_batch
+
+    _, page_ids = _split_pages(settings, tmp_path, n=3)
+    with session_scope(settings.database_url) as session:
+        session.execute(update(Page).where(Page.id.in_(page_ids)).values(status=PageStatus.OCR))
+        session.execute(update(Page).where(Page.id == page_ids[1]).values(attempts=1))
+
+    def batch() -> tuple[int, ...]:
+        with session_scope(settings.database_url) as session:
+            task = uuid.uuid4().hex  # every ocr_batch message is a task of its own
+            lease = claim_ocr_batch(session, 8, holder=task, lease_s=60, max_attempts=3)
+            return lease.page_ids if lease else ()
+
+    ours = set(page_ids)
+    assert set(batch()) & ours == {page_ids[1]}
+    assert set(batch()) & ours == {page_ids[0], page_ids[2]}
+
+
+def _always_unavailable(ctx: StageContext, pid: int) -> list[FollowUp]:
+    assert ctx.claim([pid], PageStatus.PENDING) is not None
+    raise ConnectionError("the blob store refuses this page, every time")
+
+
+@app.task(base=StageTask, name="tests.always_unavailable")
+def _always_unavailable_task(pid: int) -> None:
+    run_stage(_always_unavailable, pid)
+
+
+def test_the_last_retry_of_an_outage_fails_the_page_instead_of_looping(
+    settings: Settings, tmp_path: Path
+) -> None:
+    _, (page_id,) = _split_pages(settings, tmp_path)
+    # Celery's own retry count, as the last retry carries it.
+    _always_unavailable_task.apply(args=(page_id,), retries=StageTask.max_retries, throw=False)
+    with session_scope(settings.database_url) as session:
+        page = session.get(Page, page_id)
+        assert page is not None
+        assert (page.status, page.error_code, page.claim_token) == ("failed", "internal", None)
+        assert "retries" in (page.error_message or "")

@@ -236,19 +236,28 @@ def test_a_task_retry_takes_back_its_own_claim(settings: Settings, tmp_path: Pat
     (page_id,) = _split(settings, doc_id)
     with session_scope(settings.database_url) as session:
 
-        def take(holder: str) -> Lease | None:
+        def take(holder: str, *, retrying: bool = False) -> Lease | None:
             return claim(
-                session, [page_id], PageStatus.PENDING, holder=holder, lease_s=600, max_attempts=3
+                session,
+                [page_id],
+                PageStatus.PENDING,
+                holder=holder,
+                lease_s=600,
+                max_attempts=3,
+                retrying=retrying,
             )
 
         first = take("task-a")
-        stranger = take("task-b")
-        again = take("task-a")  # its release failed (the database was away): take it back
-        assert first is not None and stranger is None and again is not None
-        assert again.token != first.token  # the earlier run of the task is fenced out too
-        # A task whose process keeps dying is redelivered with the same id: each retake
-        # counts, and at the limit it is refused, left for the sweep to fail.
-        assert take("task-a") is not None
+        assert take("task-b") is None  # a live lease of someone else
+        # A Celery retry whose release failed (the database was away) takes it back,
+        # as the same attempt.
+        again = take("task-a", retrying=True)
+        assert first is not None and again is not None
+        assert again.token != first.token  # the earlier run of the task is fenced out
+        assert _pages(settings, doc_id)[1].attempts == 1
+        # A task whose process keeps dying is redelivered with the same id, no retry:
+        # each retake counts, and at the limit it is refused, left for the sweep to fail.
+        assert take("task-a") is not None and take("task-a") is not None
         assert take("task-a") is None
     assert _pages(settings, doc_id)[1].attempts == 3
 
