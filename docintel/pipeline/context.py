@@ -46,28 +46,20 @@ class StageContext:
         return store_for(self.settings)
 
     def claim(self, page_ids: list[int], status: PageStatus) -> Lease | None:
-        lease = claim(
-            self.session,
-            page_ids,
-            status,
-            holder=self.holder,
-            lease_s=self.settings.lease_s,
-            max_attempts=self.settings.max_page_attempts,
-            retrying=self.retrying,
-        )
-        if lease is not None:
-            self.leases.append(lease)
-        return lease
+        return self._hold(claim(self.session, page_ids, status, **self._claim_terms()))
 
     def claim_ocr_batch(self, limit: int) -> Lease | None:
-        lease = claim_ocr_batch(
-            self.session,
-            limit,
-            holder=self.holder,
-            lease_s=self.settings.lease_s,
-            max_attempts=self.settings.max_page_attempts,
-            retrying=self.retrying,
-        )
+        return self._hold(claim_ocr_batch(self.session, limit, **self._claim_terms()))
+
+    def _claim_terms(self) -> dict[str, Any]:
+        return {
+            "holder": self.holder,
+            "lease_s": self.settings.lease_s,
+            "max_attempts": self.settings.max_page_attempts,
+            "retrying": self.retrying,
+        }
+
+    def _hold(self, lease: Lease | None) -> Lease | None:
         if lease is not None:
             self.leases.append(lease)
         return lease
