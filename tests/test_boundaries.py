@@ -83,3 +83,22 @@ def test_tasks_carry_json_not_pickle() -> None:
     assert app.conf.task_serializer == "json"
     assert app.conf.accept_content == ["json"]
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+
+
+def test_page_analysis_imports_no_stage_database_queue_storage_or_engine() -> None:
+    """``docintel.document`` is pure page analysis: stages call it, never the reverse."""
+    allowed = {"docintel.document", "docintel.errors", "docintel.geometry"}
+    for path in [
+        *(PACKAGE / "document").glob("*.py"),
+        PACKAGE / "errors.py",
+        PACKAGE / "geometry.py",
+    ]:
+        ours = {n for n in _imports_of(path) if n.startswith("docintel")}
+        assert ours <= allowed | {
+            f"docintel.document.{p.stem}" for p in (PACKAGE / "document").glob("*.py")
+        }, (
+            path.name,
+            ours,
+        )
+    loaded = _modules_after_import("docintel.document.reading_order", "docintel.document.render")
+    assert not {"celery", "sqlalchemy", "torch", "docintel.pipeline", "docintel.storage"} & loaded

@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from docintel import rotation as orientation
-from docintel.engines.base import EngineConfig, EngineError, Polygon, TextLine
-from docintel.rotation import QuarterTurn
+from docintel.document import rotation as orientation
+from docintel.document.rotation import QuarterTurn
+from docintel.engines.base import EngineConfig, EngineError
+from docintel.geometry import Polygon, TextLine
 
 _OPTIONS = frozenset({"threads", "detect_orientation", "use_cls", "text_score", "max_side_len"})
 

@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from docintel.document.sniff import sniff_media_type
+from docintel.errors import DocumentError, ErrorCode
 from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Job, Page
 from docintel.models.base import utcnow
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.errors import DocumentError, ErrorCode
-from docintel.pipeline.sniff import sniff_media_type
 from docintel.storage import original_key
 
 _HEAD_BYTES = 4096

@@ -17,16 +17,18 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from docintel.engines.base import EngineError, OcrEngine, Region, TextLine
+from docintel.document.sources import PIL_DECODE_ERRORS
+from docintel.engines.base import EngineError, OcrEngine
 from docintel.engines.registry import (
     GPU_ENGINES,
     get_ocr_engine,
     get_region_detector,
     has_region_detector,
 )
+from docintel.errors import DocumentError, ErrorCode
+from docintel.geometry import Region, TextLine
 from docintel.models import Page, TextSource
 from docintel.pipeline.context import FollowUp, StageContext, ocr_engine_config
-from docintel.pipeline.errors import DocumentError, ErrorCode
 from docintel.pipeline.leases import keep_alive, ocr_work_waiting
 from docintel.pipeline.page import ocr_queue
 from docintel.pipeline.page_results import (
@@ -36,7 +38,6 @@ from docintel.pipeline.page_results import (
     write_regions,
 )
 from docintel.pipeline.progress import record_progress
-from docintel.pipeline.sources import PIL_DECODE_ERRORS
 from docintel.settings import Settings
 from docintel.storage import BlobNotFound
 

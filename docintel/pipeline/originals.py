@@ -10,9 +10,9 @@ import os
 import threading
 from pathlib import Path
 
+from docintel.errors import DocumentError, ErrorCode
 from docintel.models import Document
 from docintel.pipeline.context import StageContext
-from docintel.pipeline.errors import DocumentError, ErrorCode
 from docintel.storage.local import LocalBlobStore
 
 _KEEP = 16

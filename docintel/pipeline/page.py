@@ -12,18 +12,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from docintel.engines.base import TextLine
+from docintel.document.render import encode_png, render_page
+from docintel.document.textlayer import extract_text_lines, page_image_coverage, text_layer_quality
 from docintel.engines.registry import GPU_ENGINES
+from docintel.errors import DocumentError
+from docintel.geometry import TextLine
 from docintel.models import Document, Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.errors import DocumentError
 from docintel.pipeline.leases import keep_alive, write_held
 from docintel.pipeline.originals import local_original
 from docintel.pipeline.page_results import fail_held_page, finish_page, with_timing
 from docintel.pipeline.progress import record_progress
-from docintel.pipeline.render import encode_png, render_page
 from docintel.pipeline.split import render_dpi
-from docintel.pipeline.textlayer import extract_text_lines, page_image_coverage, text_layer_quality
 from docintel.storage import page_image_key
 
 PDF = "application/pdf"

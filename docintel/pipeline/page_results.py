@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from docintel.engines.base import Region, TextLine
+from docintel.document.reading_order import order_lines, page_markdown, page_text
+from docintel.errors import DocumentError
+from docintel.geometry import Region, TextLine
 from docintel.models import Extraction, Line, PageStatus, TextSource
-from docintel.pipeline.errors import DocumentError
 from docintel.pipeline.leases import Lease, write_held
-from docintel.pipeline.reading_order import order_lines, page_markdown, page_text
 
 
 def finish_page(

@@ -11,13 +11,13 @@ import uuid
 from sqlalchemy import select, update
 from sqlalchemy.orm import object_session
 
+from docintel.document.sources import open_source
+from docintel.errors import DocumentError
 from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
 from docintel.models.base import utcnow
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.errors import DocumentError
 from docintel.pipeline.originals import local_original
 from docintel.pipeline.priority import page_priority
-from docintel.pipeline.sources import open_source
 
 
 def split_document(ctx: StageContext, document_id: str) -> list[FollowUp]:

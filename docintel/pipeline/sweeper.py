@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
+from docintel.errors import ErrorCode
 from docintel.models import (
     Document,
     DocumentStatus,
@@ -35,7 +36,6 @@ from docintel.models import (
     WorkerHeartbeat,
 )
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.errors import ErrorCode
 from docintel.pipeline.leases import IN_FLIGHT, db_now
 from docintel.pipeline.ocr import ocr_batch_size
 from docintel.pipeline.page import ocr_queue

@@ -21,8 +21,8 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from docintel.db import session_scope
+from docintel.errors import DocumentError, ErrorCode
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.errors import DocumentError, ErrorCode
 from docintel.pipeline.leases import Lease, release
 from docintel.pipeline.priority import TASK_PRIORITY
 from docintel.queue import outbox

@@ -18,10 +18,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFont
 from rapidfuzz.distance import Levenshtein
 
-from docintel import rotation as orientation
-from docintel.engines.base import EngineConfig, EngineError, OcrEngine, TextLine
-from docintel.engines.rapidocr_engine import RapidOcrEngine, build
-from docintel.rotation import (
+from docintel.document import rotation as orientation
+from docintel.document.rotation import (
     correction_for,
     dominant_quarter_turn,
     nearest_quarter_turn,
@@ -33,6 +31,9 @@ from docintel.rotation import (
     unrotate_point,
     unrotate_polygon,
 )
+from docintel.engines.base import EngineConfig, EngineError, OcrEngine
+from docintel.engines.rapidocr_engine import RapidOcrEngine, build
+from docintel.geometry import TextLine
 
 SENTENCES = ("The quick brown fox jumps", "over the lazy dog 1234")
 _FONT_FILES = (

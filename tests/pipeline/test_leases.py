@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from docintel.db import session_scope
-from docintel.engines.base import TextLine
+from docintel.geometry import TextLine
 from docintel.models import Document, DocumentStatus, Line, Page, PageStatus, TextSource
 from docintel.models.base import utcnow
 from docintel.pipeline import split

@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from docintel.engines.base import EngineConfig, EngineError, Region, RegionKind, TextLine
+from docintel.engines.base import EngineConfig, EngineError
 from docintel.engines.florence2 import loading
 from docintel.engines.florence2.confidence import (
     ChosenTokenLogprobs,
@@ -44,6 +44,7 @@ from docintel.engines.florence2.tiling import (
     split_tile,
     tile_grid,
 )
+from docintel.geometry import Region, RegionKind, TextLine
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
 
-from docintel.engines.base import BBox, Polygon
+from docintel.geometry import BBox, Polygon
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from docintel.engines.base import EngineError, Region, RegionDetector
+from docintel.engines.base import EngineError, RegionDetector
 from docintel.engines.florence2.engine import (
     Florence2RegionDetector,
     Generation,
@@ -19,6 +19,7 @@ from docintel.engines.florence2.engine import (
     region_kind,
 )
 from docintel.engines.florence2.parsing import OD_TASK, OVD_TASK
+from docintel.geometry import Region
 from tests.engines.florence2.conftest import ConfigFactory
 from tests.fixtures.tiny_florence2 import loc, scripted_decoder
 

@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from docintel.engines.base import OcrEngine, TextLine
+from docintel.engines.base import OcrEngine
 from docintel.engines.florence2.engine import Florence2Ocr, Generation, is_out_of_memory
 from docintel.engines.florence2.tiling import Tile, tile_grid
+from docintel.geometry import TextLine
 from tests.engines.florence2.conftest import ConfigFactory
 from tests.fixtures.tiny_florence2 import DECODER_POSITIONS, loc, scripted_decoder
 

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from docintel.engines.base import Polygon
 from docintel.engines.florence2.tiling import (
     Tile,
     TileLine,
@@ -23,6 +22,7 @@ from docintel.engines.florence2.tiling import (
     split_tile,
     tile_grid,
 )
+from docintel.geometry import Polygon
 
 sides = st.integers(min_value=1, max_value=5000)
 

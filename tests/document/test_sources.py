@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from docintel.pipeline.errors import DocumentError, ErrorCode
-from docintel.pipeline.render import render_page
-from docintel.pipeline.sniff import sniff_media_type
-from docintel.pipeline.sources import DocumentSource, ImageSource, PdfSource, open_source
-from docintel.pipeline.textlayer import extract_text_lines, page_image_coverage
+from docintel.document.render import render_page
+from docintel.document.sniff import sniff_media_type
+from docintel.document.sources import DocumentSource, ImageSource, PdfSource, open_source
+from docintel.document.textlayer import extract_text_lines, page_image_coverage
+from docintel.errors import DocumentError, ErrorCode
 from tests.fixtures.documents import (
     PdfPage,
     make_bomb_pdf,

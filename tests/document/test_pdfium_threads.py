@@ -15,8 +15,8 @@ from tests.fixtures import documents as fx
 SCRIPT = """
 import sys, threading
 from pathlib import Path
-from docintel.pipeline.sources import PdfSource
-from docintel.pipeline.textlayer import extract_text_lines, page_image_coverage
+from docintel.document.sources import PdfSource
+from docintel.document.textlayer import extract_text_lines, page_image_coverage
 
 path = Path(sys.argv[1])
 

@@ -23,15 +23,15 @@ from pdf2image.exceptions import (
 )
 from PIL import Image, ImageChops, ImageOps
 
-from docintel.pipeline.errors import DocumentError, ErrorCode
-from docintel.pipeline.sniff import IMAGE_MEDIA_TYPES, PDF
-from docintel.pipeline.sources import (
+from docintel.document.sniff import IMAGE_MEDIA_TYPES, PDF
+from docintel.document.sources import (
     ENCRYPTED_MESSAGE,
     PIL_DECODE_ERRORS,
     ImageSource,
     PdfSource,
     set_pil_pixel_limit,
 )
+from docintel.errors import DocumentError, ErrorCode
 
 DEFAULT_TIMEOUT_S = 120
 """Longest a single page may take in poppler; real pages take well under a few seconds."""

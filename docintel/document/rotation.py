@@ -20,7 +20,7 @@ from typing import Literal, cast
 
 from PIL import Image
 
-from docintel.engines.base import Polygon
+from docintel.geometry import Polygon
 
 QuarterTurn = Literal[0, 90, 180, 270]
 QUARTER_TURNS: tuple[QuarterTurn, ...] = (0, 90, 180, 270)

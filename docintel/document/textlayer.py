@@ -23,9 +23,9 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from docintel.engines.base import Polygon, TextLine
-from docintel.pipeline.errors import DocumentError, ErrorCode
-from docintel.pipeline.sources import PDFIUM_LOCK, open_pdf
+from docintel.document.sources import PDFIUM_LOCK, open_pdf
+from docintel.errors import DocumentError, ErrorCode
+from docintel.geometry import Polygon, TextLine
 
 # Line splitting, in units of the line's height (font ascent to descent).
 _MAX_GAP = 1.5  # a wider gap along the line starts a new segment (table columns)

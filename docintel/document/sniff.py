@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from docintel.pipeline.errors import DocumentError, ErrorCode
+from docintel.errors import DocumentError, ErrorCode
 
 PDF = "application/pdf"
 PNG = "image/png"

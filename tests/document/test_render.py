@@ -11,9 +11,9 @@ import pytest
 from pdf2image.exceptions import PDFPageCountError, PDFPopplerTimeoutError, PDFSyntaxError
 from PIL import Image
 
-from docintel.pipeline import render
-from docintel.pipeline.errors import DocumentError, ErrorCode
-from docintel.pipeline.render import RenderedPage, encode_png, normalize_mode, render_page
+from docintel.document import render
+from docintel.document.render import RenderedPage, encode_png, normalize_mode, render_page
+from docintel.errors import DocumentError, ErrorCode
 from tests.fixtures.documents import (
     PdfPage,
     make_bomb_pdf,

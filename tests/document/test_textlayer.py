@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from docintel.engines.base import TextLine
-from docintel.pipeline.errors import DocumentError, ErrorCode
-from docintel.pipeline.render import render_page
-from docintel.pipeline.textlayer import (
+from docintel.document.render import render_page
+from docintel.document.textlayer import (
     extract_text_lines,
     page_image_coverage,
     text_layer_quality,
 )
+from docintel.errors import DocumentError, ErrorCode
+from docintel.geometry import TextLine
 from tests.fixtures.documents import (
     PdfPage,
     make_encrypted_pdf,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from docintel.engines.base import Polygon, TextLine
-from docintel.pipeline.reading_order import order_lines, page_markdown, page_text
-from docintel.rotation import rotate_polygon, rotated_size
+from docintel.document.reading_order import order_lines, page_markdown, page_text
+from docintel.document.rotation import rotate_polygon, rotated_size
+from docintel.geometry import Polygon, TextLine
 
 PAGE_W, PAGE_H = 1000.0, 1400.0
 LINE_H = 20.0  # body text height

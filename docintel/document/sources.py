@@ -23,8 +23,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import ExifTags, Image
 
-from docintel.pipeline.errors import DocumentError, ErrorCode
-from docintel.pipeline.sniff import (
+from docintel.document.sniff import (
     BMP,
     GIF,
     IMAGE_MEDIA_TYPES,
@@ -36,6 +35,7 @@ from docintel.pipeline.sniff import (
     TIFF,
     WEBP,
 )
+from docintel.errors import DocumentError, ErrorCode
 
 DEFAULT_IMAGE_DPI = 300
 """Assumed resolution of an image that does not say (typical for document scans)."""

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from docintel.pipeline.errors import DocumentError, ErrorCode
-from docintel.pipeline.sniff import SUPPORTED_MEDIA_TYPES, sniff_media_type
+from docintel.document.sniff import SUPPORTED_MEDIA_TYPES, sniff_media_type
+from docintel.errors import DocumentError, ErrorCode
 
 
 def _pil_bytes(fmt: str, mode: str = "RGB", **params: object) -> bytes:

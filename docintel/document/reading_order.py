@@ -29,8 +29,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from docintel.engines.base import TextLine
-from docintel.rotation import reading_angle
+from docintel.document.rotation import reading_angle
+from docintel.geometry import TextLine
 
 # A gap of the x-projection must be this many line heights wide to separate columns.
 COLUMN_GAP = 0.5
