@@ -22,8 +22,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -295,9 +294,3 @@ class LeaseKeeper:
                     len(self.lease.page_ids) - held,
                     len(self.lease.page_ids),
                 )
-
-
-@contextmanager
-def keep_alive(settings: Settings, lease: Lease) -> Iterator[LeaseKeeper]:
-    with LeaseKeeper(settings, lease) as keeper:
-        yield keeper

@@ -29,7 +29,7 @@ from docintel.errors import DocumentError, ErrorCode
 from docintel.geometry import Region, TextLine
 from docintel.models import Page, TextSource
 from docintel.pipeline.context import FollowUp, StageContext, ocr_engine_config
-from docintel.pipeline.leases import keep_alive, ocr_work_waiting
+from docintel.pipeline.leases import LeaseKeeper, ocr_work_waiting
 from docintel.pipeline.page import ocr_queue
 from docintel.pipeline.page_results import (
     fail_held_page,
@@ -76,15 +76,15 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
     session.expunge_all()
     session.commit()
 
-    with keep_alive(settings, lease):
+    with LeaseKeeper(settings, lease):
         outcomes = _read_pages(ctx, engine, claimed)
 
     for page, outcome in zip(claimed, outcomes, strict=True):
         if isinstance(outcome, DocumentError):
-            fail_held_page(session, lease, page.id, outcome, outcome_values(page, None))
+            fail_held_page(session, lease, page.id, outcome)
             continue
         lines, regions, seconds = outcome
-        values = outcome_values(page, seconds)
+        values = {"timings": with_timing(page.timings, "ocr", seconds)}
         size = (page.width or 0, page.height or 0)
         if (
             finish_page(
@@ -105,12 +105,6 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
 
 
 _Outcome = tuple[list[TextLine], list[Region] | None, float] | DocumentError
-
-
-def outcome_values(page: Page, ocr_seconds: float | None) -> dict[str, object]:
-    if ocr_seconds is None:
-        return {}
-    return {"timings": with_timing(page.timings, "ocr", ocr_seconds)}
 
 
 def _read_pages(ctx: StageContext, engine: OcrEngine, pages: Sequence[Page]) -> list[_Outcome]:

@@ -19,7 +19,7 @@ from docintel.errors import DocumentError
 from docintel.geometry import TextLine
 from docintel.models import Document, Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.leases import keep_alive, write_held
+from docintel.pipeline.leases import LeaseKeeper, write_held
 from docintel.pipeline.originals import local_original
 from docintel.pipeline.page_results import fail_held_page, finish_page, with_timing
 from docintel.pipeline.progress import record_progress
@@ -55,7 +55,7 @@ def process_page(ctx: StageContext, page_id: int) -> list[FollowUp]:
 
     finished = [FollowUp("docintel.finalize", (str(doc.id),))]
     try:
-        with keep_alive(settings, lease):
+        with LeaseKeeper(settings, lease):
             rendered = _render_and_read(ctx, doc, page)
     except DocumentError as error:
         # Written after the heartbeat stopped: a renewal must not wait on our row lock.
