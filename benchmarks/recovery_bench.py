@@ -220,20 +220,10 @@ def _broker_down(
 
 def _point_at(env: dict[str, str]) -> Any:
     """Settings, database engines and the Celery app of this process, for ``env``."""
-    from docintel.db import reset_engines
-    from docintel.queue.app import app, configure
-    from docintel.settings import get_settings
+    from tests.runtime import reset_process_state
 
     os.environ.update(env)
-    get_settings.cache_clear()
-    reset_engines()
-    settings = get_settings()
-    configure(app, settings)
-    # Celery keeps its first broker connection pool: drop it, or it sends to the old one.
-    app._pool = None
-    if "amqp" in app.__dict__:
-        app.amqp._producer_pool = None
-    return settings
+    return reset_process_state()
 
 
 def _submit(settings: object, path: Path) -> uuid.UUID:

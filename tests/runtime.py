@@ -21,13 +21,18 @@ from docintel.settings import Settings
 
 
 def apply_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Settings:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return reset_process_state()
+
+
+def reset_process_state() -> Settings:
+    """Settings, engines, blob stores and the Celery app afresh from the environment."""
     from docintel.db import reset_engines
     from docintel.pipeline import context
     from docintel.queue.app import app, configure
     from docintel.settings import get_settings
 
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     reset_engines()
     context._store.cache_clear()

@@ -7,8 +7,6 @@ special. It re-sends:
   or paused. They are freed (the token changes, so the old holder's write is
   refused) and sent again; a page whose lease lapsed ``max_page_attempts``
   times fails with ``timeout``;
-- follow-up messages committed to the outbox but never sent (a worker killed
-  between its commit and its send);
 - everything waiting, when the broker lost its messages (``broker_lost``),
   and, as a slow safety net, waiting work untouched for ``stuck_after_s``;
 - ``finalize`` for documents with no page left in flight.
@@ -30,7 +28,6 @@ from docintel.errors import ErrorCode
 from docintel.models import (
     Document,
     DocumentStatus,
-    OutboxMessage,
     Page,
     PageStatus,
     WorkerHeartbeat,
@@ -50,7 +47,6 @@ def sweep(ctx: StageContext, *, broker_lost: bool = False) -> list[FollowUp]:
     session, settings = ctx.session, ctx.settings
     now = db_now(session)
     follow_ups = _take_back_lapsed(ctx, now)
-    follow_ups += _unsent_outbox(session, now - timedelta(seconds=settings.lease_s))
 
     # Waiting work whose message may be gone: all of it when the broker lost its
     # data; otherwise only what sat untouched for the safety-net time.
@@ -209,30 +205,6 @@ def _messages_for(
     batches = -(-waiting_for_ocr // ocr_batch_size(ctx.settings))
     queue = ocr_queue(ctx.settings.ocr_engine)
     follow_ups.extend(FollowUp("docintel.ocr_batch", (), queue=queue) for _ in range(batches))
-    return follow_ups
-
-
-def _unsent_outbox(session: Session, older_than: datetime) -> list[FollowUp]:
-    """Messages whose sender committed them and died before sending (or deleting) them.
-
-    They are taken out here and go back in with this sweep's own messages.
-    """
-    rows = session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.created_at < older_than)
-        .order_by(OutboxMessage.id)
-        .with_for_update(skip_locked=True)
-    ).all()
-    follow_ups = [
-        FollowUp(row.task, tuple(row.args), queue=row.queue, priority=row.priority) for row in rows
-    ]
-    ids = [row.id for row in rows]
-    for start in range(0, len(ids), _CHUNK):
-        session.execute(
-            delete(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids[start : start + _CHUNK]))
-            .execution_options(synchronize_session=False)
-        )
     return follow_ups
 
 

@@ -37,9 +37,15 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
     ``force`` sweeps even if another process swept a moment ago (``docintel sweep``).
     """
     settings = settings or get_settings()
-    if not force and not _due(settings):
-        return None  # cheap: no lock, no broker round trip on every worker's every tick
-    seen_epoch, broker_lost = _broker_state(settings)
+    with session_scope(settings.database_url) as session:
+        last_sweep_at, seen_epoch = session.execute(
+            select(ClusterState.last_sweep_at, ClusterState.broker_epoch).where(
+                ClusterState.id == 1
+            )
+        ).one()
+        if not force and not _interval_passed(last_sweep_at, db_now(session), settings):
+            return None  # cheap: no lock, no broker round trip on every worker's every tick
+    broker_lost = _broker_lost(settings, seen_epoch)
     new_epoch = None
     with session_scope(settings.database_url) as session:
         state = session.scalar(
@@ -60,6 +66,7 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
                 "restarted empty or was flushed): re-sending all waiting work"
             )
         follow_ups = sweep(StageContext(session, settings), broker_lost=broker_lost)
+        follow_ups += outbox.take_unsent(session, now - timedelta(seconds=settings.lease_s))
         state.last_sweep_at = now
         state.swept_by = process_name()
         staged = outbox.stage(session, follow_ups)
@@ -73,12 +80,6 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
     return len(follow_ups)
 
 
-def _due(settings: Settings) -> bool:
-    with session_scope(settings.database_url) as session:
-        last = session.scalar(select(ClusterState.last_sweep_at).where(ClusterState.id == 1))
-        return _interval_passed(last, db_now(session), settings)
-
-
 def _interval_passed(last: datetime | None, now: datetime, settings: Settings) -> bool:
     if last is None:
         return True
@@ -87,21 +88,19 @@ def _interval_passed(last: datetime | None, now: datetime, settings: Settings) -
     return now - last >= timedelta(seconds=settings.sweep_interval_s)
 
 
-def _broker_state(settings: Settings) -> tuple[str | None, bool]:
-    """The epoch the database knows, and whether the broker lost its mark.
+def _broker_lost(settings: Settings, epoch: str | None) -> bool:
+    """Whether the broker lost the mark of ``epoch`` (and with it every queued message).
 
     Asked outside the sweep's transaction: with Redis away the sweep still frees
     lapsed leases (their messages wait in the outbox until Redis is back).
     """
     if not broker_epoch.checkable(settings.broker_url):
-        return None, False
-    with session_scope(settings.database_url) as session:
-        epoch = session.scalar(select(ClusterState.broker_epoch).where(ClusterState.id == 1))
+        return False
     try:
-        return epoch, not broker_epoch.intact(settings.broker_url, epoch)
+        return not broker_epoch.intact(settings.broker_url, epoch)
     except Exception:
         log.warning("cannot reach the broker to check its mark", exc_info=True)
-        return epoch, False
+        return False
 
 
 class Maintenance:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from docintel.geometry import BBox, Polygon
+
 log = logging.getLogger(__name__)
 
 OCR_TASK = "<OCR_WITH_REGION>"
@@ -33,8 +35,8 @@ _DANGLING = re.compile(r"<[a-z_/]*\d*$")
 _QUANT_BINS = 1000
 
 
-Quad = tuple[float, float, float, float, float, float, float, float]
-Box = tuple[float, float, float, float]
+Quad = Polygon
+Box = BBox
 
 
 @dataclass(frozen=True, slots=True)
