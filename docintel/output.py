@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from docintel.models import Document, Page
+from docintel.models import Document, Extraction, Page
 
 
 def _value(enum_or_none: Any) -> Any:
@@ -67,21 +67,37 @@ def _page_json(page: Page) -> dict[str, Any]:
             {"text": line.text, "polygon": line.polygon, "confidence": line.confidence}
             for line in page.lines
         ],
-        "tables": [
-            {
-                "bbox": t.bbox,
-                "markdown": t.markdown,
-                "rows": (t.data or {}).get("rows", []),
-                "engine": t.engine,
-                "status": t.status,
-            }
-            for t in tables
-        ],
-        "charts": [
-            {"bbox": c.bbox, "data": c.data or {}, "engine": c.engine, "status": c.status}
-            for c in charts
-        ],
+        "tables": [_table_json(t) for t in tables],
+        "charts": [_chart_json(c) for c in charts],
         "timings": page.timings or {},
+    }
+
+
+def _table_json(table: Extraction) -> dict[str, Any]:
+    data = table.data or {}
+    return {
+        "bbox": table.bbox,
+        "markdown": table.markdown or "",
+        "rows": data.get("rows", []),
+        "cells": data.get("cells", []),
+        "header_rows": data.get("header_rows", 0),
+        "engine": table.engine,
+        "status": table.status,
+        "error": table.error,
+    }
+
+
+def _chart_json(chart: Extraction) -> dict[str, Any]:
+    data = dict(chart.data or {})
+    title = data.pop("title", None) if chart.status != "done" else data.get("title")
+    return {
+        "bbox": chart.bbox,
+        "title": title,
+        # The chart schema (docintel.document.charts) once an engine read it.
+        "data": data if chart.status == "done" else None,
+        "engine": chart.engine,
+        "status": chart.status,
+        "error": chart.error,
     }
 
 

@@ -49,7 +49,23 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Engine-specific options as JSON, e.g. {"tile_size": 1280, "num_beams": 3}.',
     )
-    detect_regions: bool = Field(default=True, description="Run table/chart region detection.")
+    detect_regions: bool = Field(
+        default=True,
+        description="Find table and chart regions (the OCR model's detector where it has "
+        "one, else rulings and text alignment on the CPU) and extract them.",
+    )
+    table_engine: str = Field(
+        default="cpu-tables",
+        description="Extraction engine for table regions; 'none' stores them unread.",
+    )
+    chart_engine: str = Field(
+        default="none",
+        description="Extraction engine for chart regions; 'none' stores them with their "
+        "title (status no_engine): chart data needs a vision-language model.",
+    )
+    extract_batch_pages: int = Field(
+        default=8, ge=1, description="Pages whose regions one GPU extraction task reads."
+    )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     dtype: str = Field(default="auto", description="auto | float32 | float16 | bfloat16")
 

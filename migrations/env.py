@@ -31,6 +31,12 @@ def _run(connection: Connection) -> None:
         # Never queue behind a long transaction holding a lock while we hold ours.
         connection.execute(text("SET lock_timeout = '10s'"))
         connection.execute(text("SET statement_timeout = '300s'"))
+    else:
+        # A table rebuild (SQLite's batch mode) drops the old table: with foreign keys
+        # on, that would cascade into every row that refers to it. Off for the
+        # migration only (before any BEGIN, where SQLite honours it); the engine is
+        # disposed after, and the application's connections turn them on again.
+        connection.execute(text("PRAGMA foreign_keys=OFF"))
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

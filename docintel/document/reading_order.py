@@ -145,6 +145,57 @@ def page_markdown(lines: Sequence[TextLine]) -> str:
     return "\n\n".join(parts) + ("\n" if parts else "")
 
 
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Something read whole in its place on the page, a table: its box, text and Markdown."""
+
+    bbox: tuple[float, float, float, float]
+    text: str
+    markdown: str
+
+
+def compose_page(
+    lines: Sequence[TextLine], blocks: Sequence[Block], page_width: float, page_height: float
+) -> tuple[str, str]:
+    """Page text and Markdown with each block in its place in reading order.
+
+    Lines whose centre lies inside a block are the block's own words: they are
+    not repeated around it. ``lines`` need not be ordered.
+    """
+    loose = [line for line in lines if not any(_within(line, b.bbox) for b in blocks)]
+    stand_ins = [
+        TextLine(f"\x00{k}", (x0, y0, x1, y0, x1, y1, x0, y1), 1.0)
+        for k, (x0, y0, x1, y1) in enumerate(b.bbox for b in blocks)
+    ]
+    texts: list[str] = []
+    markdowns: list[str] = []
+    run: list[TextLine] = []
+
+    def flush() -> None:
+        if run:
+            texts.append(page_text(run))
+            markdowns.append(page_markdown(run).rstrip("\n"))
+            run.clear()
+
+    for line in order_lines([*loose, *stand_ins], page_width, page_height):
+        if line.text.startswith("\x00"):
+            flush()
+            block = blocks[int(line.text[1:])]
+            texts.append(block.text)
+            markdowns.append(block.markdown)
+        else:
+            run.append(line)
+    flush()
+    markdown = "\n\n".join(m for m in markdowns if m)
+    return "\n\n".join(t for t in texts if t), markdown + ("\n" if markdown else "")
+
+
+def _within(line: TextLine, box: tuple[float, float, float, float]) -> bool:
+    x0, y0, x1, y1 = line.bbox
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+
 # -- geometry -----------------------------------------------------------------------
 
 

@@ -68,6 +68,29 @@ class Table:
     def markdown(self) -> str:
         return to_markdown(self.rows, self.header_rows)
 
+    @property
+    def text(self) -> str:
+        """Plain text: a row per line, cells separated by tabs (for search and ``text``)."""
+        return "\n".join("\t".join(" ".join(t.split()) for t in row) for row in self.rows)
+
+    def as_json(self) -> dict[str, object]:
+        """The stored form: ``rows``, ``header_rows`` and ``cells`` with spans and boxes."""
+        return {
+            "rows": self.rows,
+            "header_rows": self.header_rows,
+            "cells": [
+                {
+                    "row": c.row,
+                    "col": c.col,
+                    "row_span": c.row_span,
+                    "col_span": c.col_span,
+                    "text": c.text,
+                    "bbox": [round(v, 1) for v in c.bbox] if c.bbox else None,
+                }
+                for c in self.cells
+            ],
+        }
+
 
 def to_markdown(rows: Sequence[Sequence[str]], header_rows: int = 0) -> str:
     """A GitHub pipe table. With no header row, the header line is left empty."""

@@ -28,7 +28,7 @@ from docintel.errors import DocumentError, ErrorCode
 from docintel.geometry import Polygon, TextLine
 
 # Line splitting, in units of the line's height (font ascent to descent).
-_MAX_GAP = 1.5  # a wider gap along the line starts a new segment (table columns)
+_MAX_GAP = 0.8  # a wider gap along the line starts a new segment (table columns)
 _MAX_BACKSTEP = 1.5  # a jump this far backwards does too (text drawn out of order)
 _MAX_SHIFT = 0.6  # a centre moved this far across the line starts a new line
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from PIL import Image
 
-from docintel.geometry import Region, TextLine
+from docintel.document.charts import ChartData
+from docintel.document.tables import Table
+from docintel.geometry import Region, RegionKind, TextLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,48 @@ class RegionDetector(Protocol):
     name: str
 
     def detect(self, images: Sequence[Image.Image]) -> list[list[Region]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RegionInput:
+    """One table or chart region to extract, cut out of its page.
+
+    ``lines`` are the page's lines (text layer or OCR) whose centres fall inside
+    the region, with polygons in the crop's pixels.
+    """
+
+    kind: RegionKind
+    image: Image.Image
+    lines: tuple[TextLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegionResult:
+    """What an engine made of one region.
+
+    ``status``: ``done`` (``table`` or ``chart`` set), ``failed`` (``error`` says
+    why; ``raw`` keeps what the engine produced) or ``no_engine`` (the engine
+    cannot read this kind; ``title`` still says what the region is).
+    Boxes in ``table`` are in the crop's pixels.
+    """
+
+    status: Literal["done", "failed", "no_engine"]
+    table: Table | None = None
+    chart: ChartData | None = None
+    title: str | None = None
+    raw: str | None = None
+    error: str | None = None
+    model: str | None = None
+    prompt_version: str | None = None
+
+
+@runtime_checkable
+class ExtractionEngine(Protocol):
+    """Batch extraction: one result per region, regions from any number of pages."""
+
+    name: str
+
+    def extract(self, regions: Sequence[RegionInput]) -> list[RegionResult]: ...
 
 
 class EngineError(RuntimeError):

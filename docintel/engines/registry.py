@@ -13,7 +13,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from docintel.engines.base import EngineConfig, EngineError, OcrEngine, RegionDetector
+from docintel.engines.base import (
+    EngineConfig,
+    EngineError,
+    ExtractionEngine,
+    OcrEngine,
+    RegionDetector,
+)
 
 Factory = Callable[[EngineConfig], Any]
 
@@ -25,9 +31,17 @@ _OCR_FACTORIES: dict[str, str] = {
 _DETECTOR_FACTORIES: dict[str, str] = {
     "florence2": "docintel.engines.florence2.engine:build_detector",
 }
+_EXTRACTION_FACTORIES: dict[str, str] = {
+    "cpu-tables": "docintel.engines.cpu_tables:build",
+}
+# The extraction engine name that stores chart regions without reading them.
+NO_EXTRACTION = "none"
 
 # Which queue an engine belongs on: CPU engines run next to rendering.
 GPU_ENGINES = frozenset({"florence2"})
+
+# Engines in one slot replace each other; engines in different slots coexist.
+_SLOT = {"ocr": "page", "detector": "page", "extraction": "region"}
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, EngineConfig], Any] = {}
@@ -70,7 +84,8 @@ def _get(kind: str, table: dict[str, str], config: EngineConfig) -> Any:
         # Engines of every kind built from another config go first: an OCR engine
         # and a detector share one set of weights, and a worker must never hold the
         # old set beside the new one until the other kind happens to be asked for.
-        stale = [k for k in _cache if k[1] != config]
+        # The extraction engine is another model: it stays beside the page model.
+        stale = [k for k in _cache if k[1] != config and _SLOT[k[0]] == _SLOT[kind]]
         for k in stale:
             _release(_cache.pop(k))
         engine = _resolve(table, config.name, kind)(config)
@@ -86,6 +101,15 @@ def get_ocr_engine(config: EngineConfig) -> OcrEngine:
 def get_region_detector(config: EngineConfig) -> RegionDetector:
     detector: RegionDetector = _get("detector", _DETECTOR_FACTORIES, config)
     return detector
+
+
+def get_extraction_engine(config: EngineConfig) -> ExtractionEngine:
+    engine: ExtractionEngine = _get("extraction", _EXTRACTION_FACTORIES, config)
+    return engine
+
+
+def register_extraction(name: str, target: str) -> None:
+    _EXTRACTION_FACTORIES[name] = target
 
 
 def clear_engines() -> None:

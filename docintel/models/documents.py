@@ -41,6 +41,8 @@ TERMINAL_STATUSES = frozenset(
 class PageStatus(StrEnum):
     PENDING = "pending"  # waiting to be rendered (and read from its text layer)
     OCR = "ocr"  # rendered; waiting for an OCR worker to claim it
+    # Lines written; tables and charts found on it wait for the extraction stage.
+    EXTRACT = "extract"
     DONE = "done"
     FAILED = "failed"
 
@@ -165,8 +167,19 @@ class Line(Base):
     engine: Mapped[str] = mapped_column(String(64))
 
 
+class ExtractionStatus(StrEnum):
+    CANDIDATE = "candidate"  # found; the extraction stage has not read it yet
+    DONE = "done"
+    FAILED = "failed"  # ``error`` says why; ``data.raw`` keeps the engine's output
+    NO_ENGINE = "no_engine"  # no configured engine reads this kind (charts on CPU)
+
+
 class Extraction(Base):
-    """A table or chart found on a page, with its Markdown and structured data."""
+    """A table or chart found on a page, with its Markdown and structured data.
+
+    ``data`` of a table: ``rows``, ``cells``, ``header_rows``; of a chart: the
+    chart schema (``docintel.document.charts``), or its ``title`` when unread.
+    """
 
     __tablename__ = "extractions"
     __table_args__ = (UniqueConstraint("page_id", "kind", "idx"),)

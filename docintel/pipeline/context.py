@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from docintel.engines.base import EngineConfig
 from docintel.models import PageStatus
-from docintel.pipeline.leases import Lease, claim, claim_ocr_batch
+from docintel.pipeline.leases import Lease, claim, claim_batch
 from docintel.settings import Settings
 from docintel.storage import BlobStore, open_store
 
@@ -48,8 +48,8 @@ class StageContext:
     def claim(self, page_ids: list[int], status: PageStatus) -> Lease | None:
         return self._hold(claim(self.session, page_ids, status, **self._claim_terms()))
 
-    def claim_ocr_batch(self, limit: int) -> Lease | None:
-        return self._hold(claim_ocr_batch(self.session, limit, **self._claim_terms()))
+    def claim_batch(self, status: PageStatus, limit: int) -> Lease | None:
+        return self._hold(claim_batch(self.session, status, limit, **self._claim_terms()))
 
     def _claim_terms(self) -> dict[str, Any]:
         return {

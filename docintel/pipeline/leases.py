@@ -37,7 +37,7 @@ from docintel.settings import Settings
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = (PageStatus.PENDING, PageStatus.OCR)
+IN_FLIGHT = (PageStatus.PENDING, PageStatus.OCR, PageStatus.EXTRACT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +137,9 @@ def claim(
     return Lease(token, tuple(sorted(taken)), status) if taken else None
 
 
-def claim_ocr_batch(
+def claim_batch(
     session: Session,
+    status: PageStatus,
     limit: int,
     *,
     holder: str,
@@ -146,7 +147,8 @@ def claim_ocr_batch(
     max_attempts: int,
     retrying: bool = False,
 ) -> Lease | None:
-    """Up to ``limit`` pages waiting for OCR, oldest first, from any live document.
+    """Up to ``limit`` pages waiting in ``status`` (OCR, extraction), oldest first, from
+    any live document.
 
     A page that already cost an attempt (its batch's process died, or hung) goes
     alone: if it is the one that kills workers, it must not take healthy
@@ -156,7 +158,7 @@ def claim_ocr_batch(
     candidates = session.execute(
         select(Page.id, Page.attempts)
         .where(
-            Page.status == PageStatus.OCR,
+            Page.status == status,
             Page.document_id.in_(_live_documents()),
             _claimable(holder, now, max_attempts),
         )
@@ -170,7 +172,7 @@ def claim_ocr_batch(
     return claim(
         session,
         batch,
-        PageStatus.OCR,
+        status,
         holder=holder,
         lease_s=lease_s,
         max_attempts=max_attempts,
@@ -178,10 +180,10 @@ def claim_ocr_batch(
     )
 
 
-def ocr_work_waiting(session: Session) -> bool:
-    """Whether any page of a live document waits, unclaimed, for OCR."""
+def work_waiting(session: Session, status: PageStatus) -> bool:
+    """Whether any page of a live document waits, unclaimed, in ``status``."""
     query = select(Page.id).where(
-        Page.status == PageStatus.OCR,
+        Page.status == status,
         Page.claim_token.is_(None),
         Page.document_id.in_(_live_documents()),
     )

@@ -12,6 +12,7 @@ import io
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from PIL import Image
 from sqlalchemy import select
@@ -27,17 +28,17 @@ from docintel.engines.registry import (
 )
 from docintel.errors import DocumentError, ErrorCode
 from docintel.geometry import Region, TextLine
-from docintel.models import Page, TextSource
+from docintel.models import Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext, ocr_engine_config
-from docintel.pipeline.leases import LeaseKeeper, ocr_work_waiting
+from docintel.pipeline.leases import LeaseKeeper, work_waiting
 from docintel.pipeline.page import ocr_queue
 from docintel.pipeline.page_results import (
     fail_held_page,
     finish_page,
     with_timing,
-    write_regions,
 )
 from docintel.pipeline.progress import record_progress
+from docintel.pipeline.regions import extract_queue, find_page_regions, regions_wanted
 from docintel.settings import Settings
 from docintel.storage import BlobNotFound
 
@@ -56,18 +57,19 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
         # only to be failed by the task layer, or the pages would wait forever. Other
         # load failures (a driver, memory, a missing file on one host) may be this
         # worker's alone: the pages wait for another worker, or for the fix.
-        ctx.claim_ocr_batch(ocr_batch_size(settings))
+        ctx.claim_batch(PageStatus.OCR, ocr_batch_size(settings))
         raise
-    lease = ctx.claim_ocr_batch(ocr_batch_size(settings))
+    lease = ctx.claim_batch(PageStatus.OCR, ocr_batch_size(settings))
     if lease is None:
         return []
     claimed = list(
         session.scalars(select(Page).where(Page.id.in_(lease.page_ids)).order_by(Page.id))
     )
+    wanted = {p.id: regions_wanted(settings, p.document.options) for p in claimed}
     follow_ups = [
         FollowUp("docintel.finalize", (str(doc_id),)) for doc_id in {p.document_id for p in claimed}
     ]
-    if ocr_work_waiting(session):
+    if work_waiting(session, PageStatus.OCR):
         # Wake-ups are only hints, and one lost (a worker killed between taking the
         # message and claiming) would strand a page until the sweeper's timeout. A
         # batch that found work and sees more waiting passes the baton on.
@@ -77,37 +79,55 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
     session.commit()
 
     with LeaseKeeper(settings, lease):
-        outcomes = _read_pages(ctx, engine, claimed)
+        outcomes = _read_pages(ctx, engine, claimed, wanted)
 
+    extracting = False
     for page, outcome in zip(claimed, outcomes, strict=True):
         if isinstance(outcome, DocumentError):
             fail_held_page(session, lease, page.id, outcome)
             continue
-        lines, regions, seconds = outcome
+        lines, found, seconds = outcome
         values = {"timings": with_timing(page.timings, "ocr", seconds)}
-        size = (page.width or 0, page.height or 0)
+        if found is not None:
+            values["timings"] = with_timing(values["timings"], "detect", found.seconds)
+        regions = found.regions if found is not None else []
         if (
             finish_page(
                 session,
                 lease,
                 page.id,
                 lines,
-                size=size,
+                size=(page.width or 0, page.height or 0),
                 source=TextSource.OCR,
                 engine=config.name,
                 values=values,
+                regions=regions,
+                region_engine=found.engine if found is not None else "",
             )
-            and regions is not None
+            and regions
         ):
-            write_regions(session, page.id, regions, config.name)
+            extracting = True
+    if extracting:
+        follow_ups.append(FollowUp("docintel.extract_batch", (), queue=extract_queue(settings)))
     _record_progress(session, claimed)
     return follow_ups
 
 
-_Outcome = tuple[list[TextLine], list[Region] | None, float] | DocumentError
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """Regions found on one page, by which detector, in how long (a share of a batch)."""
+
+    regions: list[Region]
+    engine: str
+    seconds: float
 
 
-def _read_pages(ctx: StageContext, engine: OcrEngine, pages: Sequence[Page]) -> list[_Outcome]:
+_Outcome = tuple[list[TextLine], _Found | None, float] | DocumentError
+
+
+def _read_pages(
+    ctx: StageContext, engine: OcrEngine, pages: Sequence[Page], wanted: dict[int, bool]
+) -> list[_Outcome]:
     """Recognize (and detect regions on) the pages that load; a failure costs one page."""
     # A page whose image is gone or unreadable fails alone: the batch holds pages
     # of other documents, which must not fail (or be retried forever) with it.
@@ -127,12 +147,14 @@ def _read_pages(ctx: StageContext, engine: OcrEngine, pages: Sequence[Page]) -> 
     results = _recognize_isolating_failures(engine, images)
     ctx.injected_delay("ocr")
     per_page = (time.perf_counter() - started) / len(images)
-    regions = _detect_regions(ctx, images) if ctx.settings.detect_regions else None
+    detect = [k for k, n in enumerate(readable) if wanted.get(pages[n].id, False)]
+    found = _find_regions(ctx, [images[k] for k in detect], [results[k] for k in detect])
+    regions = dict(zip(detect, found, strict=True))
     for k, (n, result) in enumerate(zip(readable, results, strict=True)):
         if isinstance(result, DocumentError):
             outcomes[n] = result
         else:
-            outcomes[n] = (list(result), regions[k] if regions is not None else None, per_page)
+            outcomes[n] = (list(result), regions.get(k), per_page)
     return outcomes
 
 
@@ -148,19 +170,36 @@ def ocr_batch_size(settings: Settings) -> int:
     return settings.gpu_batch_pages if settings.ocr_engine in GPU_ENGINES else 1
 
 
-def _detect_regions(ctx: StageContext, images: Sequence[Image.Image]) -> list[list[Region]] | None:
-    """Table/chart candidates where the engine has a detector; a failure costs only them."""
+def _find_regions(
+    ctx: StageContext,
+    images: Sequence[Image.Image],
+    lines: Sequence[list[TextLine] | DocumentError],
+) -> list[_Found | None]:
+    """Tables and charts: the OCR model's detector if it has one, else the CPU finder.
+
+    A failure costs only the regions (None): the pages keep their text.
+    """
+    if not images:
+        return []
     config = ocr_engine_config(ctx.settings)
-    if not has_region_detector(config.name):
-        return None
     started = time.perf_counter()
-    try:
-        regions = get_region_detector(config).detect(images)
-    except Exception:
-        log.exception("region detection failed; pages keep their text without regions")
-        return None
-    log.info("detected regions on %d pages in %.2fs", len(images), time.perf_counter() - started)
-    return regions
+    if has_region_detector(config.name):
+        try:
+            detected = get_region_detector(config).detect(images)
+        except Exception:
+            log.exception("region detection failed; pages keep their text without regions")
+            return [None] * len(images)
+        share = (time.perf_counter() - started) / len(images)
+        return [_Found(list(r), config.name, share) for r in detected]
+    found: list[_Found | None] = []
+    for image, page_lines in zip(images, lines, strict=True):
+        started = time.perf_counter()
+        regions = (
+            None if isinstance(page_lines, DocumentError) else find_page_regions(image, page_lines)
+        )
+        seconds = time.perf_counter() - started
+        found.append(None if regions is None else _Found(regions, "cpu-finder", seconds))
+    return found
 
 
 def _load_image(ctx: StageContext, page: Page) -> Image.Image | DocumentError:

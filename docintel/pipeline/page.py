@@ -16,13 +16,14 @@ from docintel.document.render import encode_png, render_page
 from docintel.document.textlayer import extract_text_lines, page_image_coverage, text_layer_quality
 from docintel.engines.registry import GPU_ENGINES
 from docintel.errors import DocumentError
-from docintel.geometry import TextLine
+from docintel.geometry import Region, TextLine
 from docintel.models import Document, Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.leases import LeaseKeeper, write_held
 from docintel.pipeline.originals import local_original
 from docintel.pipeline.page_results import fail_held_page, finish_page, with_timing
 from docintel.pipeline.progress import record_progress
+from docintel.pipeline.regions import extract_queue, find_page_regions, regions_wanted
 from docintel.pipeline.split import render_dpi
 from docintel.storage import page_image_key
 
@@ -37,6 +38,7 @@ class _Rendered:
     values: dict[str, Any] = field(default_factory=dict)
     size: tuple[int, int] = (0, 0)
     lines: list[TextLine] | None = None  # None: the page needs OCR
+    regions: list[Region] = field(default_factory=list)  # tables and charts found
 
 
 def process_page(ctx: StageContext, page_id: int) -> list[FollowUp]:
@@ -75,8 +77,12 @@ def process_page(ctx: StageContext, page_id: int) -> list[FollowUp]:
             source=source,
             engine=TEXT_LAYER_ENGINE,
             values=rendered.values,
+            regions=rendered.regions,
+            region_engine="cpu-finder",
         ):
             return []
+        if rendered.regions:
+            return [FollowUp("docintel.extract_batch", (), queue=extract_queue(settings))]
         record_progress(session, doc.id)
         return finished
 
@@ -135,4 +141,10 @@ def _render_and_read(ctx: StageContext, doc: Document, page: Page) -> _Rendered:
     result.values["timings"] = with_timing(timings, "text_layer", time.perf_counter() - started)
     if use_layer:
         result.lines = list(lines)
+        if regions_wanted(settings, doc.options):
+            started = time.perf_counter()
+            result.regions = find_page_regions(image, result.lines) or []
+            result.values["timings"] = with_timing(
+                result.values["timings"], "detect", time.perf_counter() - started
+            )
     return result

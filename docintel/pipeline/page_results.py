@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from docintel.document.reading_order import order_lines, page_markdown, page_text
 from docintel.errors import DocumentError
 from docintel.geometry import Region, TextLine
-from docintel.models import Extraction, Line, PageStatus, TextSource
+from docintel.models import Extraction, ExtractionStatus, Line, PageStatus, TextSource
 from docintel.pipeline.leases import Lease, write_held
 
 
@@ -31,20 +31,30 @@ def finish_page(
     source: TextSource,
     engine: str,
     values: dict[str, Any] | None = None,
+    regions: Sequence[Region] = (),
+    region_engine: str = "",
 ) -> bool:
-    """Mark the page done with ``lines``; False (nothing written) if the lease was lost."""
+    """Write the page's ``lines``; False (nothing written) if the lease was lost.
+
+    With ``regions`` (tables, charts) the page waits for the extraction stage
+    (``extract``) with them stored as candidates; without, it is done.
+    """
     ordered = order_lines(lines, float(size[0]), float(size[1]))
     done = {
         **(values or {}),
         "text": page_text(ordered),
         "markdown": page_markdown(ordered),
         "text_source": source,
-        "status": PageStatus.DONE,
+        "status": PageStatus.EXTRACT if regions else PageStatus.DONE,
         "error_code": None,
         "error_message": None,
     }
+    if regions:
+        # A new stage with its own tries, like OCR after rendering.
+        done.update(attempts=0, claim_task=None)
     if not write_held(session, lease, page_id, done):
         return False
+    write_regions(session, page_id, regions, region_engine)
     session.execute(delete(Line).where(Line.page_id == page_id))
     session.add_all(
         Line(
@@ -67,6 +77,8 @@ def fail_held_page(
     error: DocumentError,
     values: dict[str, Any] | None = None,
 ) -> bool:
+    if lease.status == PageStatus.EXTRACT:
+        return give_up_extraction(session, lease, page_id, error)
     failed = {
         **(values or {}),
         "status": PageStatus.FAILED,
@@ -74,6 +86,24 @@ def fail_held_page(
         "error_message": error.message,
     }
     return write_held(session, lease, page_id, failed)
+
+
+def give_up_extraction(session: Session, lease: Lease, page_id: int, error: DocumentError) -> bool:
+    """A failed extraction never fails the page's text: the page is done, with its
+    regions that were not read marked ``failed``."""
+    if not write_held(session, lease, page_id, {"status": PageStatus.DONE}):
+        return False
+    fail_candidates(session, page_id, error)
+    return True
+
+
+def fail_candidates(session: Session, page_id: int, error: DocumentError) -> None:
+    session.execute(
+        update(Extraction)
+        .where(Extraction.page_id == page_id, Extraction.status == ExtractionStatus.CANDIDATE)
+        .values(status=ExtractionStatus.FAILED, error=f"{error.code}: {error.message}")
+        .execution_options(synchronize_session=False)
+    )
 
 
 def write_regions(session: Session, page_id: int, regions: Sequence[Region], engine: str) -> None:
@@ -90,7 +120,7 @@ def write_regions(session: Session, page_id: int, regions: Sequence[Region], eng
             bbox=[round(v, 2) for v in region.bbox],
             score=region.score,
             engine=engine,
-            status="candidate",
+            status=ExtractionStatus.CANDIDATE,
         )
         for idx, region in enumerate(regions)
     )

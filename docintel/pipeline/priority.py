@@ -19,6 +19,7 @@ PAGES_PER_LEVEL = 16
 
 TASK_PRIORITY = {
     "docintel.ocr_batch": FINISHING,
+    "docintel.extract_batch": FINISHING,
     "docintel.finalize": FINISHING,
     "docintel.split": STARTING,
 }

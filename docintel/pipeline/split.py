@@ -80,7 +80,7 @@ def fail_document(doc: Document, error: DocumentError) -> None:
             update(Page)
             .where(
                 Page.document_id == doc.id,
-                Page.status.in_((PageStatus.PENDING, PageStatus.OCR)),
+                Page.status.in_((PageStatus.PENDING, PageStatus.OCR, PageStatus.EXTRACT)),
             )
             .values(
                 status=PageStatus.FAILED,

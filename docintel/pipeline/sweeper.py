@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
-from docintel.errors import ErrorCode
+from docintel.errors import DocumentError, ErrorCode
 from docintel.models import (
     Document,
     DocumentStatus,
@@ -36,7 +36,9 @@ from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.leases import IN_FLIGHT, db_now
 from docintel.pipeline.ocr import ocr_batch_size
 from docintel.pipeline.page import ocr_queue
+from docintel.pipeline.page_results import fail_candidates
 from docintel.pipeline.priority import page_priority
+from docintel.pipeline.regions import extract_batch_size, extract_queue
 
 _CHUNK = 10_000
 # Worker rows silent this long are gone for good (a clean stop deletes its own).
@@ -130,6 +132,28 @@ def _take_back_lapsed(
         fenced = update(Page).where(
             Page.id == row.id, Page.claim_token == row.claim_token, Page.status == row.status
         )
+        if row.attempts >= settings.max_page_attempts and row.status == PageStatus.EXTRACT:
+            # Its text stays: only the regions that kill or hang workers are given up.
+            session.execute(
+                fenced.values(
+                    status=PageStatus.DONE,
+                    claim_token=None,
+                    lease_expires_at=None,
+                    claimed_at=None,
+                    updated_at=now,
+                ).execution_options(synchronize_session=False)
+            )
+            fail_candidates(
+                session,
+                row.id,
+                DocumentError(
+                    ErrorCode.TIMEOUT,
+                    f"no result after {row.attempts} attempts; the region may crash or hang "
+                    "workers",
+                ),
+            )
+            follow_ups.append(FollowUp("docintel.finalize", (str(row.document_id),)))
+            continue
         if row.attempts >= settings.max_page_attempts:
             session.execute(
                 fenced.values(
@@ -193,11 +217,13 @@ def _messages_for(
     ctx: StageContext, pages: Iterable[tuple[int, PageStatus, int]]
 ) -> list[FollowUp]:
     follow_ups: list[FollowUp] = []
-    waiting_for_ocr = 0
+    waiting_for_ocr = waiting_for_extraction = 0
     for page_id, status, number in pages:
         if status == PageStatus.PENDING:
             priority = page_priority(number)
             follow_ups.append(FollowUp("docintel.process_page", (page_id,), priority=priority))
+        elif status == PageStatus.EXTRACT:
+            waiting_for_extraction += 1
         else:
             waiting_for_ocr += 1
     # An ocr_batch message is a wake-up that claims up to a batch of any waiting
@@ -205,6 +231,9 @@ def _messages_for(
     batches = -(-waiting_for_ocr // ocr_batch_size(ctx.settings))
     queue = ocr_queue(ctx.settings.ocr_engine)
     follow_ups.extend(FollowUp("docintel.ocr_batch", (), queue=queue) for _ in range(batches))
+    batches = -(-waiting_for_extraction // extract_batch_size(ctx.settings))
+    queue = extract_queue(ctx.settings)
+    follow_ups.extend(FollowUp("docintel.extract_batch", (), queue=queue) for _ in range(batches))
     return follow_ups
 
 

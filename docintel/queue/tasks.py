@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from docintel.models import Document
-from docintel.pipeline import finalize, ocr, page, split
+from docintel.pipeline import extract, finalize, ocr, page, split
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.queue.app import app
 from docintel.queue.base import StageTask, as_document_error, run_stage
@@ -35,6 +35,12 @@ def process_page_task(page_id: int) -> None:
 @app.task(base=StageTask, name="docintel.ocr_batch")
 def ocr_batch_task() -> None:
     run_stage(ocr.ocr_batch)
+
+
+@app.task(base=StageTask, name="docintel.extract_batch")
+def extract_batch_task() -> None:
+    # A failure leaves the pages done with their regions failed (page_results).
+    run_stage(extract.extract_batch)
 
 
 @app.task(base=StageTask, name="docintel.finalize")

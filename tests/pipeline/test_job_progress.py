@@ -53,7 +53,7 @@ def test_pages_done_and_heartbeat_advance_page_by_page(
 
     finished = job()
     assert finished.status == "done" and finished.finished_at is not None
-    assert set(finished.stage_seconds) == {"render", "text_layer"}
+    assert set(finished.stage_seconds) == {"render", "text_layer", "detect"}
     with session_scope(settings.database_url) as session:
         doc = session.get(Document, doc_id)
         assert doc is not None and doc.status == DocumentStatus.DONE

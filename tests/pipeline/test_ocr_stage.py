@@ -14,7 +14,7 @@ from docintel.pipeline import ocr, page, split
 from docintel.pipeline.context import StageContext, store_for
 from docintel.pipeline.finalize import finalize_document
 from docintel.pipeline.ingest import ingest_file
-from docintel.pipeline.leases import claim_ocr_batch
+from docintel.pipeline.leases import claim_batch
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
 from tests.runtime import apply_env, base_env
@@ -90,8 +90,8 @@ def test_a_locked_document_row_does_not_hide_its_pages(settings: Settings, tmp_p
     with session_scope(settings.database_url) as holder:
         assert holder.get(Document, doc_id, with_for_update=True) is not None
         with session_scope(settings.database_url) as claimer:
-            lease = claim_ocr_batch(
-                claimer, 1000, holder="test", lease_s=settings.lease_s, max_attempts=3
+            lease = claim_batch(
+                claimer, PageStatus.OCR, 1000, holder="test", lease_s=settings.lease_s, max_attempts=3
             )
         assert lease is not None and page_id in lease.page_ids
 

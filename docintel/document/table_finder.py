@@ -1,0 +1,636 @@
+"""Tables from page geometry: where they are, and their rows, columns and merged cells.
+
+Works on what every page has, born-digital or scanned: the page image (for
+ruling lines) and the text lines with boxes (text layer or OCR). Three kinds
+of table are found:
+
+- ruled grids: horizontal and vertical rulings that cross each other; the
+  grid lines give rows and columns, and a grid line missing between two slots
+  merges them (row and column spans);
+- tables ruled only across (rules above, below and under the header): the
+  rules bound the table, whitespace gives the columns;
+- unruled tables: runs of text rows split into several aligned chunks.
+
+Columns without rulings are the x-ranges no chunk of text covers on the rows
+that have the most chunks; a chunk of another row (a header over two columns)
+that crosses such a gap becomes a cell spanning both columns. Rows are the
+text rows, or the horizontal rulings when most rows are ruled apart (a cell
+then keeps all its lines).
+
+What must not come out as a table: paragraphs (one chunk per row), two-column
+body text and tables of contents (two chunks, long prose), lists (a bullet and
+a text: two chunks). Unruled tables need three columns and short cells.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+
+from docintel.document.rulings import Rulings, Segment, find_rulings
+from docintel.document.tables import Cell, Table
+from docintel.geometry import BBox, Region, TextLine
+
+# Words closer than this many text heights belong to one chunk (a cell's text).
+CHUNK_GAP = 0.55
+# Rulings whose positions differ by less than this many text heights are one grid line.
+MERGE_TOLERANCE = 0.5
+# A ruling stretch drawn over less than this share is absent: the slots beside it merge.
+DRAWN = 0.5
+# Unruled tables: at least this many columns and rows, and cells this short (median).
+MIN_UNRULED_COLUMNS = 3
+MIN_UNRULED_ROWS = 3
+MAX_UNRULED_CELL_CHARS = 28
+# Rows of one unruled table are at most this many text heights apart.
+MAX_ROW_GAP = 2.6
+# Rules that bound a table ruled only across are at least this many text heights long.
+MIN_RULE_LENGTH = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @property
+    def cx(self) -> float:
+        return (self.x0 + self.x1) / 2
+
+    @property
+    def cy(self) -> float:
+        return (self.y0 + self.y1) / 2
+
+    def shifted(self, dx: float, dy: float) -> Word:
+        return Word(self.text, self.x0 + dx, self.y0 + dy, self.x1 + dx, self.y1 + dy)
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """Neighbouring words of one text row: the text of one cell, or of a spanning cell."""
+
+    words: tuple[Word, ...]
+
+    @property
+    def x0(self) -> float:
+        return self.words[0].x0
+
+    @property
+    def x1(self) -> float:
+        return self.words[-1].x1
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+
+# -- words and rows -------------------------------------------------------------------
+
+
+def words_of(lines: Sequence[TextLine]) -> list[Word]:
+    """Words with boxes, cut from upright lines in proportion to their characters.
+
+    Engines give lines (a text layer segment, an OCR line), not words; character
+    widths are not known, so a word's box is estimated from its place in the
+    line. Sideways lines are left out: their tables are not read here.
+    """
+    words: list[Word] = []
+    for line in lines:
+        p = line.polygon
+        dx, dy = p[2] - p[0], p[3] - p[1]
+        if dx <= 0 or abs(dy) > 0.3 * dx or not line.text.strip():
+            continue
+        x0, y0, x1, y1 = line.bbox
+        step = (x1 - x0) / max(len(line.text), 1)
+        for match in re.finditer(r"\S+", line.text):
+            words.append(
+                Word(match.group(), x0 + match.start() * step, y0, x0 + match.end() * step, y1)
+            )
+    return words
+
+
+def text_height(words: Sequence[Word]) -> float:
+    heights = [w.y1 - w.y0 for w in words if w.y1 > w.y0]
+    return statistics.median(heights) if heights else 10.0
+
+
+def _text_rows(words: Sequence[Word]) -> list[list[Word]]:
+    """Words grouped into visual rows, top to bottom, each left to right."""
+    rows: list[list[Word]] = []
+    bands: list[tuple[float, float]] = []
+    for word in sorted(words, key=lambda w: w.cy):
+        if rows:
+            top, bottom = bands[-1]
+            overlap = min(bottom, word.y1) - max(top, word.y0)
+            if overlap >= 0.5 * min(bottom - top, word.y1 - word.y0):
+                rows[-1].append(word)
+                continue
+        rows.append([word])
+        bands.append((word.y0, word.y1))
+    return [sorted(row, key=lambda w: w.x0) for row in rows]
+
+
+def _chunks(row: Sequence[Word], height: float) -> list[_Chunk]:
+    chunks: list[list[Word]] = []
+    for word in row:
+        if chunks and word.x0 - chunks[-1][-1].x1 < CHUNK_GAP * height:
+            chunks[-1].append(word)
+        else:
+            chunks.append([word])
+    return [_Chunk(tuple(c)) for c in chunks]
+
+
+def _inside(word: Word, box: BBox) -> bool:
+    return box[0] <= word.cx <= box[2] and box[1] <= word.cy <= box[3]
+
+
+# -- finding tables ---------------------------------------------------------------------
+
+
+def find_tables(image: Image.Image, lines: Sequence[TextLine]) -> list[Region]:
+    """Table (and chart) regions of one page, in page pixels, top to bottom."""
+    words = words_of(lines)
+    height = text_height(words)
+    rulings = find_rulings(image, height)
+    found: list[Region] = []
+    for box in _grid_boxes(rulings, height):
+        table = read_table(words, rulings, box, height)
+        if table is None:
+            continue
+        if _mostly_empty(table):
+            found.append(Region("chart", box, 0.5, "grid without text"))
+        else:
+            found.append(Region("table", box, 0.9, "ruled"))
+    taken = [r.bbox for r in found]
+    for box in _ruled_across_boxes(rulings, words, height, taken):
+        if read_table(words, rulings, box, height, unruled=True) is not None:
+            found.append(Region("table", box, 0.8, "rules across"))
+            taken.append(box)
+    free = [w for w in words if not any(_inside(w, box) for box in taken)]
+    for box in _aligned_text_boxes(free, height):
+        if read_table(words, rulings, box, height, unruled=True) is not None:
+            found.append(Region("table", box, 0.7, "aligned text"))
+            taken.append(box)
+    for box in _chart_boxes(rulings, words, height, taken):
+        found.append(Region("chart", box, 0.5, "axes"))
+    return sorted(found, key=lambda r: (r.bbox[1], r.bbox[0]))
+
+
+def _grid_boxes(rulings: Rulings, height: float) -> list[BBox]:
+    """Boxes of connected groups of crossing rulings: at least 2 across and 2 down."""
+    tol = max(0.5 * height, 3.0)
+    h, v = list(rulings.horizontal), list(rulings.vertical)
+    parent = list(range(len(h) + len(v)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, across in enumerate(h):
+        for j, down in enumerate(v):
+            if (
+                across.start - tol <= down.position <= across.end + tol
+                and down.start - tol <= across.position <= down.end + tol
+            ):
+                parent[root(i)] = root(len(h) + j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(parent)):
+        groups.setdefault(root(i), []).append(i)
+    boxes: list[BBox] = []
+    for members in groups.values():
+        rules = [h[i] for i in members if i < len(h)]
+        posts = [v[i - len(h)] for i in members if i >= len(h)]
+        if len(rules) < 2 or len(posts) < 2:
+            continue
+        box = (
+            min([s.start for s in rules] + [s.position for s in posts]),
+            min([s.position for s in rules] + [s.start for s in posts]),
+            max([s.end for s in rules] + [s.position for s in posts]),
+            max([s.position for s in rules] + [s.end for s in posts]),
+        )
+        if box[2] - box[0] > 2 * height and box[3] - box[1] > 1.5 * height:
+            boxes.append(box)
+    return boxes
+
+
+def _ruled_across_boxes(
+    rulings: Rulings, words: Sequence[Word], height: float, taken: list[BBox]
+) -> list[BBox]:
+    """Stacks of long rules of the same extent with aligned text between them."""
+    long_rules = [
+        s
+        for s in rulings.horizontal
+        if s.length >= MIN_RULE_LENGTH * height
+        and not any(_overlaps((s.start, s.position, s.end, s.position), box) for box in taken)
+    ]
+    boxes: list[BBox] = []
+    used: set[int] = set()
+    for i, first in enumerate(long_rules):
+        if i in used:
+            continue
+        stack = [first]
+        for j in range(i + 1, len(long_rules)):
+            other = long_rules[j]
+            same_extent = (
+                abs(other.start - first.start) <= 2 * height
+                and abs(other.end - first.end) <= 2 * height
+            )
+            if same_extent and other.position - stack[-1].position <= 40 * height:
+                stack.append(other)
+                used.add(j)
+        if len(stack) < 2:
+            continue
+        box = (
+            min(s.start for s in stack),
+            stack[0].position,
+            max(s.end for s in stack),
+            stack[-1].position,
+        )
+        inside = [w for w in words if _inside(w, box)]
+        if len(_text_rows(inside)) >= 2:
+            boxes.append(box)
+    return boxes
+
+
+def _aligned_text_boxes(words: Sequence[Word], height: float) -> list[BBox]:
+    """Runs of rows that break into three or more chunks: candidates for unruled tables."""
+    rows = _text_rows(words)
+    boxes: list[BBox] = []
+    run: list[list[Word]] = []
+    misses = 0
+
+    def close() -> None:
+        while run and len(_chunks(run[-1], height)) < MIN_UNRULED_COLUMNS:
+            run.pop()
+        if sum(len(_chunks(r, height)) >= MIN_UNRULED_COLUMNS for r in run) >= MIN_UNRULED_ROWS:
+            flat = [w for r in run for w in r]
+            boxes.append(
+                (
+                    min(w.x0 for w in flat),
+                    min(w.y0 for w in flat),
+                    max(w.x1 for w in flat),
+                    max(w.y1 for w in flat),
+                )
+            )
+        run.clear()
+
+    for row in rows:
+        tabular = len(_chunks(row, height)) >= MIN_UNRULED_COLUMNS
+        near = (
+            bool(run)
+            and min(w.y0 for w in row) - max(w.y1 for w in run[-1]) <= MAX_ROW_GAP * height
+        )
+        if run and not near:
+            close()
+            misses = 0
+        if tabular:
+            if not run:
+                # A header row above with two or more chunks (a spanning header) joins.
+                previous = rows.index(row) - 1
+                if previous >= 0 and len(_chunks(rows[previous], height)) >= 2:
+                    above = rows[previous]
+                    if min(w.y0 for w in row) - max(w.y1 for w in above) <= MAX_ROW_GAP * height:
+                        run.append(above)
+            run.append(row)
+            misses = 0
+        elif run:
+            misses += 1
+            if misses > 1:
+                close()
+                misses = 0
+            else:
+                run.append(row)  # a wrapped cell or a row label alone; dropped if last
+    close()
+    return boxes
+
+
+def _chart_boxes(
+    rulings: Rulings, words: Sequence[Word], height: float, taken: list[BBox]
+) -> list[BBox]:
+    """Plot axes: a long vertical and a long horizontal ruling meeting at a corner.
+
+    The box takes in the tick labels left of and under the axes and a title above.
+    """
+    minimum = 6 * height
+    tol = max(height, 4.0)
+    boxes: list[BBox] = []
+    for down in rulings.vertical:
+        if down.length < minimum:
+            continue
+        for across in rulings.horizontal:
+            if across.length < minimum:
+                continue
+            corner = (
+                abs(across.start - down.position) <= tol and abs(down.end - across.position) <= tol
+            )
+            if not corner:
+                continue
+            box = (
+                max(down.position - 6 * height, 0.0),
+                max(down.start - 2.5 * height, 0.0),
+                across.end + height,
+                across.position + 3.5 * height,
+            )
+            if not any(_overlaps(box, other) for other in taken + boxes):
+                boxes.append(box)
+    return boxes
+
+
+def _overlaps(a: BBox, b: BBox) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def _mostly_empty(table: Table) -> bool:
+    """A grid whose slots are nearly all empty is a plot's gridlines, not a table."""
+    slots = [text for row in table.rows for text in row]
+    return len(slots) >= 12 and sum(bool(t) for t in slots) < 0.2 * len(slots)
+
+
+# -- reading one table ---------------------------------------------------------------------
+
+
+def read_table(
+    words: Sequence[Word],
+    rulings: Rulings,
+    box: BBox,
+    height: float,
+    *,
+    unruled: bool = False,
+) -> Table | None:
+    """The table inside ``box``, or None when what is there is not a table.
+
+    ``unruled`` asks for the stricter checks of a table found by text alignment.
+    """
+    inside = [w for w in words if _inside(w, box)]
+    if not inside:
+        return None
+    tol = max(MERGE_TOLERANCE * height, 3.0)
+    text_rows = _text_rows(inside)
+    cols = _interior(
+        [s for s in rulings.vertical if _spans(s, box[1], box[3], 0.5)], box[0], box[2], tol
+    )
+    rows = _interior(
+        [s for s in rulings.horizontal if _spans(s, box[0], box[2], 0.5)], box[1], box[3], tol
+    )
+    ruled_grid = bool(cols) and len(rows) >= max(1, (len(text_rows) - 1) // 2)
+    if ruled_grid:
+        table = _read_grid(inside, rulings, box, [box[0], *cols, box[2]], [box[1], *rows, box[3]])
+    else:
+        # Rulings between groups of columns, whitespace within them.
+        col_edges = _merged_edges(_whitespace_columns(text_rows, box, height), cols, tol)
+        table = _read_rows(text_rows, col_edges, height, rulings_rows=rows)
+    table = _without_empty_lines(table)
+    n_rows, n_cols = table.shape
+    if n_rows < 2 or n_cols < 2:
+        return None
+    if unruled and not cols:
+        texts = [c.text for c in table.cells if c.text]
+        if (
+            n_cols < MIN_UNRULED_COLUMNS
+            or n_rows < MIN_UNRULED_ROWS - 1
+            or len(texts) < 0.4 * n_rows * n_cols
+            or statistics.median(len(t) for t in texts) > MAX_UNRULED_CELL_CHARS
+        ):
+            return None
+    return table
+
+
+def _spans(segment: Segment, start: float, end: float, share: float) -> bool:
+    overlap = min(segment.end, end) - max(segment.start, start)
+    return overlap >= share * (end - start)
+
+
+def _interior(segments: Sequence[Segment], low: float, high: float, tol: float) -> list[float]:
+    """Grid line positions strictly inside ``low..high``, close ones merged."""
+    positions: list[list[float]] = []
+    for position in sorted(s.position for s in segments):
+        if position <= low + tol or position >= high - tol:
+            continue
+        if positions and position - positions[-1][-1] <= tol:
+            positions[-1].append(position)
+        else:
+            positions.append([position])
+    return [statistics.mean(p) for p in positions]
+
+
+def _read_grid(
+    words: Sequence[Word],
+    rulings: Rulings,
+    box: BBox,
+    col_edges: list[float],
+    row_edges: list[float],
+) -> Table:
+    n_rows, n_cols = len(row_edges) - 1, len(col_edges) - 1
+    parent = list(range(n_rows * n_cols))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for r in range(n_rows):
+        top, bottom = row_edges[r], row_edges[r + 1]
+        margin = 0.15 * (bottom - top)
+        for c in range(n_cols - 1):
+            drawn = rulings.drawn(True, col_edges[c + 1], top + margin, bottom - margin)
+            if drawn < DRAWN:
+                parent[root(r * n_cols + c + 1)] = root(r * n_cols + c)
+    for c in range(n_cols):
+        left, right = col_edges[c], col_edges[c + 1]
+        margin = 0.15 * (right - left)
+        for r in range(n_rows - 1):
+            drawn = rulings.drawn(False, row_edges[r + 1], left + margin, right - margin)
+            if drawn < DRAWN:
+                parent[root((r + 1) * n_cols + c)] = root(r * n_cols + c)
+
+    slots: dict[int, list[int]] = {}
+    for i in range(n_rows * n_cols):
+        slots.setdefault(root(i), []).append(i)
+    texts: dict[int, list[Word]] = {}
+    for word in words:
+        r = _index(row_edges, word.cy)
+        c = _index(col_edges, word.cx)
+        texts.setdefault(root(r * n_cols + c), []).append(word)
+    cells: list[Cell] = []
+    for group, members in slots.items():
+        r0 = min(i // n_cols for i in members)
+        r1 = max(i // n_cols for i in members)
+        c0 = min(i % n_cols for i in members)
+        c1 = max(i % n_cols for i in members)
+        cells.append(
+            Cell(
+                row=r0,
+                col=c0,
+                text=_cell_text(texts.get(group, [])),
+                row_span=r1 - r0 + 1,
+                col_span=c1 - c0 + 1,
+                bbox=(col_edges[c0], row_edges[r0], col_edges[c1 + 1], row_edges[r1 + 1]),
+            )
+        )
+    cells.sort(key=lambda cell: (cell.row, cell.col))
+    return Table(tuple(cells), header_rows=_header_rows(cells, n_rows), bbox=box)
+
+
+def _read_rows(
+    text_rows: list[list[Word]],
+    col_edges: list[float],
+    height: float,
+    *,
+    rulings_rows: list[float],
+) -> Table:
+    """One table row per text row; a chunk crossing a column edge spans those columns."""
+    n_cols = len(col_edges) - 1
+    cells: list[Cell] = []
+    for r, row in enumerate(text_rows):
+        placed: list[tuple[int, int, list[Word]]] = []
+        for chunk in _split_at_edges(_chunks(row, height), col_edges):
+            first = _index(col_edges, chunk.x0 + 0.25 * height)
+            last = max(_index(col_edges, chunk.x1 - 0.25 * height), first)
+            if placed and first <= placed[-1][1]:
+                start, _, words = placed[-1]
+                placed[-1] = (start, max(last, placed[-1][1]), [*words, *chunk.words])
+            else:
+                placed.append((first, last, list(chunk.words)))
+        top = min(w.y0 for w in row)
+        bottom = max(w.y1 for w in row)
+        for first, last, words in placed:
+            cells.append(
+                Cell(
+                    row=r,
+                    col=first,
+                    text=_cell_text(words),
+                    col_span=last - first + 1,
+                    bbox=(col_edges[first], top, col_edges[last + 1], bottom),
+                )
+            )
+    header = 1 if len(text_rows) >= 2 else 0
+    if header and any(c.row == 0 and c.col_span > 1 for c in cells) and len(text_rows) > 2:
+        header = 2  # a spanning header over a row of sub-headers
+    del n_cols, rulings_rows
+    return Table(tuple(cells), header_rows=header, shape=(len(text_rows), len(col_edges) - 1))
+
+
+def _split_at_edges(chunks: list[_Chunk], col_edges: list[float]) -> list[_Chunk]:
+    """Cut a chunk whose words fall into different columns with space between them.
+
+    A chunk crosses a column edge either as a spanning header (its words sit over
+    the gap) or because two cells were glued by a narrow gap: only the second
+    is cut, at the edge.
+    """
+    out: list[_Chunk] = []
+    for chunk in chunks:
+        pieces: list[list[Word]] = [[chunk.words[0]]]
+        for word in chunk.words[1:]:
+            previous = pieces[-1][-1]
+            edge = next((e for e in col_edges[1:-1] if previous.x1 <= e <= word.x0), None)
+            if edge is not None:
+                pieces.append([word])
+            else:
+                pieces[-1].append(word)
+        out.extend(_Chunk(tuple(p)) for p in pieces)
+    return out
+
+
+def _whitespace_columns(text_rows: list[list[Word]], box: BBox, height: float) -> list[float]:
+    """Column edges at x-ranges that no chunk covers on the rows with the most chunks."""
+    chunked = [_chunks(row, height) for row in text_rows]
+    if not chunked:
+        return [box[0], box[2]]
+    counts = sorted(len(c) for c in chunked)
+    typical = counts[len(counts) // 2]
+    spans = sorted((c.x0, c.x1) for row in chunked if len(row) >= typical for c in row)
+    merged: list[list[float]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    edges = [box[0]]
+    for (_, left_end), (right_start, _) in itertools.pairwise(merged):
+        if right_start - left_end >= 0.4 * height:
+            edges.append((left_end + right_start) / 2)
+    edges.append(box[2])
+    return edges
+
+
+def _merged_edges(edges: list[float], rulings: list[float], tol: float) -> list[float]:
+    kept = [e for e in edges[1:-1] if all(abs(e - r) > tol for r in rulings)]
+    return [edges[0], *sorted([*kept, *rulings]), edges[-1]]
+
+
+def _index(edges: list[float], value: float) -> int:
+    for k in range(1, len(edges) - 1):
+        if value < edges[k]:
+            return k - 1
+    return len(edges) - 2
+
+
+def _cell_text(words: Sequence[Word]) -> str:
+    return " ".join(w.text for row in _text_rows(words) for w in row)
+
+
+def _header_rows(cells: Sequence[Cell], n_rows: int) -> int:
+    """The first row, and the rows below it that a merged header cell reaches or covers."""
+    if n_rows < 2:
+        return 0
+    header = max((c.row_span for c in cells if c.row == 0), default=1)
+    while header < n_rows - 1 and any(
+        c.row == header - 1 and c.col_span > 1 and c.row_span == 1 for c in cells
+    ):
+        header += 1
+    return min(header, n_rows - 1)
+
+
+def _without_empty_lines(table: Table) -> Table:
+    """Drop rows and columns with no text in any slot (double rules, padding)."""
+    grid = table.rows
+    if not grid:
+        return table
+    keep_rows = [r for r, row in enumerate(grid) if any(row)]
+    keep_cols = [c for c in range(table.shape[1]) if any(grid[r][c] for r in range(len(grid)))]
+    if len(keep_rows) == len(grid) and len(keep_cols) == table.shape[1]:
+        return table
+    row_at = {r: k for k, r in enumerate(keep_rows)}
+    col_at = {c: k for k, c in enumerate(keep_cols)}
+    cells: list[Cell] = []
+    for cell in table.cells:
+        rows = [row_at[r] for r in range(cell.row, cell.row + cell.row_span) if r in row_at]
+        cols = [col_at[c] for c in range(cell.col, cell.col + cell.col_span) if c in col_at]
+        if not rows or not cols:
+            continue
+        cells.append(
+            Cell(
+                row=rows[0],
+                col=cols[0],
+                text=cell.text,
+                row_span=len(rows),
+                col_span=len(cols),
+                bbox=cell.bbox,
+            )
+        )
+    header = sum(1 for r in keep_rows if r < table.header_rows)
+    return Table(
+        tuple(cells),
+        header_rows=min(header, max(len(keep_rows) - 1, 0)),
+        bbox=table.bbox,
+        shape=(len(keep_rows), len(keep_cols)),
+    )
+
+
+def read_region(image: Image.Image, lines: Sequence[TextLine]) -> Table | None:
+    """The table filling a region's crop (``lines`` in the crop's pixels)."""
+    words = words_of(lines)
+    height = text_height(words)
+    rulings = find_rulings(image, height)
+    box = (0.0, 0.0, float(image.width), float(image.height))
+    return read_table(words, rulings, box, height)
