@@ -64,8 +64,9 @@ def available_ocr_engines() -> list[str]:
 
 
 def _resolve(table: dict[str, str], name: str, kind: str) -> Factory:
+    # "package.module:factory" names an engine of one's own without registering it.
     try:
-        target = table[name]
+        target = name if ":" in name else table[name]
     except KeyError:
         raise EngineError(
             f"unknown {kind} engine {name!r}; choose one of {', '.join(sorted(table))}"

@@ -91,7 +91,12 @@ def test_a_locked_document_row_does_not_hide_its_pages(settings: Settings, tmp_p
         assert holder.get(Document, doc_id, with_for_update=True) is not None
         with session_scope(settings.database_url) as claimer:
             lease = claim_batch(
-                claimer, PageStatus.OCR, 1000, holder="test", lease_s=settings.lease_s, max_attempts=3
+                claimer,
+                PageStatus.OCR,
+                1000,
+                holder="test",
+                lease_s=settings.lease_s,
+                max_attempts=3,
             )
         assert lease is not None and page_id in lease.page_ids
 
