@@ -25,16 +25,17 @@ a text: two chunks). Unruled tables need three columns and short cells.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
 from docintel.document.rulings import Rulings, Segment, find_rulings
 from docintel.document.tables import Cell, Table
-from docintel.geometry import BBox, Region, TextLine
+from docintel.geometry import BBox, Polygon, Region, TextLine
 
 # Words closer than this many text heights belong to one chunk (a cell's text).
 CHUNK_GAP = 0.55
@@ -155,7 +156,18 @@ def _inside(word: Word, box: BBox) -> bool:
 
 
 def find_tables(image: Image.Image, lines: Sequence[TextLine]) -> list[Region]:
-    """Table (and chart) regions of one page, in page pixels, top to bottom."""
+    """Table (and chart) regions of one page, in page pixels, top to bottom.
+
+    A page whose text mostly runs sideways (a landscape table set on a portrait
+    page) is read turned upright, and its regions turned back.
+    """
+    upright = Upright.of(image, lines)
+    found = _find_upright(upright.image, upright.lines)
+    regions = [replace(r, bbox=upright.back(r.bbox)) for r in found]
+    return sorted(regions, key=lambda r: (r.bbox[1], r.bbox[0]))
+
+
+def _find_upright(image: Image.Image, lines: Sequence[TextLine]) -> list[Region]:
     words = words_of(lines)
     height = text_height(words)
     rulings = find_rulings(image, height)
@@ -180,7 +192,7 @@ def find_tables(image: Image.Image, lines: Sequence[TextLine]) -> list[Region]:
             taken.append(box)
     for box in _chart_boxes(rulings, words, height, taken):
         found.append(Region("chart", box, 0.5, "axes"))
-    return sorted(found, key=lambda r: (r.bbox[1], r.bbox[0]))
+    return found
 
 
 def _grid_boxes(rulings: Rulings, height: float) -> list[BBox]:
@@ -375,11 +387,19 @@ def read_table(
         return None
     tol = max(MERGE_TOLERANCE * height, 3.0)
     text_rows = _text_rows(inside)
+    # Grid lines: rulings across half the table, or across a few cells (the rule under
+    # a spanning header); where one is missing between two slots, they merge.
     cols = _interior(
-        [s for s in rulings.vertical if _spans(s, box[1], box[3], 0.5)], box[0], box[2], tol
+        [s for s in rulings.vertical if _spans(s, box[1], box[3], 0.5, math.inf)],
+        box[0],
+        box[2],
+        tol,
     )
     rows = _interior(
-        [s for s in rulings.horizontal if _spans(s, box[0], box[2], 0.5)], box[1], box[3], tol
+        [s for s in rulings.horizontal if _spans(s, box[0], box[2], 0.5, 5 * height)],
+        box[1],
+        box[3],
+        tol,
     )
     ruled_grid = bool(cols) and len(rows) >= max(1, (len(text_rows) - 1) // 2)
     if ruled_grid:
@@ -404,9 +424,9 @@ def read_table(
     return table
 
 
-def _spans(segment: Segment, start: float, end: float, share: float) -> bool:
+def _spans(segment: Segment, start: float, end: float, share: float, enough: float) -> bool:
     overlap = min(segment.end, end) - max(segment.start, start)
-    return overlap >= share * (end - start)
+    return overlap >= min(share * (end - start), enough)
 
 
 def _interior(segments: Sequence[Segment], low: float, high: float, tol: float) -> list[float]:
@@ -627,10 +647,128 @@ def _without_empty_lines(table: Table) -> Table:
     )
 
 
+# Pixels added round a region before cropping, so its outer rulings are inside the crop.
+CROP_MARGIN = 6
+
+
+def crop_region(
+    image: Image.Image, lines: Sequence[TextLine], box: BBox
+) -> tuple[Image.Image, list[TextLine], tuple[int, int]] | None:
+    """The region's crop (with a margin), its lines moved into the crop, and the crop's
+    origin on the page; None when the region lies outside the page."""
+    left = max(int(box[0]) - CROP_MARGIN, 0)
+    top = max(int(box[1]) - CROP_MARGIN, 0)
+    right = min(int(box[2] + 0.999) + CROP_MARGIN, image.width)
+    bottom = min(int(box[3] + 0.999) + CROP_MARGIN, image.height)
+    if right - left < 2 or bottom - top < 2:
+        return None
+    inside = [_moved(line, -left, -top) for line in lines if _centre_in(line, box)]
+    return image.crop((left, top, right, bottom)), inside, (left, top)
+
+
+def _centre_in(line: TextLine, box: BBox) -> bool:
+    x0, y0, x1, y1 = line.bbox
+    return box[0] <= (x0 + x1) / 2 <= box[2] and box[1] <= (y0 + y1) / 2 <= box[3]
+
+
+def _moved(line: TextLine, dx: float, dy: float) -> TextLine:
+    p = line.polygon
+    polygon = (
+        p[0] + dx,
+        p[1] + dy,
+        p[2] + dx,
+        p[3] + dy,
+        p[4] + dx,
+        p[5] + dy,
+        p[6] + dx,
+        p[7] + dy,
+    )
+    return TextLine(line.text, polygon, line.confidence)
+
+
 def read_region(image: Image.Image, lines: Sequence[TextLine]) -> Table | None:
-    """The table filling a region's crop (``lines`` in the crop's pixels)."""
-    words = words_of(lines)
+    """The table filling a region's crop (``lines`` in the crop's pixels; cell boxes too).
+
+    A table whose text runs sideways is read turned upright.
+    """
+    upright = Upright.of(image, lines)
+    words = words_of(upright.lines)
     height = text_height(words)
-    rulings = find_rulings(image, height)
-    box = (0.0, 0.0, float(image.width), float(image.height))
-    return read_table(words, rulings, box, height)
+    rulings = find_rulings(upright.image, height)
+    box = (0.0, 0.0, float(upright.image.width), float(upright.image.height))
+    table = read_table(words, rulings, box, height)
+    if table is None or upright.turns == 0:
+        return table
+    cells = tuple(replace(c, bbox=upright.back(c.bbox)) if c.bbox else c for c in table.cells)
+    return replace(table, cells=cells, bbox=upright.back(box))
+
+
+@dataclass(frozen=True, slots=True)
+class Upright:
+    """A page (or crop) turned by quarter turns so that most of its text runs left to right.
+
+    ``turns`` counter-clockwise quarter turns were applied; ``back`` maps a box of
+    the turned image to the original's pixels.
+    """
+
+    image: Image.Image
+    lines: list[TextLine]
+    turns: int
+    size: tuple[int, int]  # the original's width and height
+
+    @classmethod
+    def of(cls, image: Image.Image, lines: Sequence[TextLine]) -> Upright:
+        weights = [0.0, 0.0, 0.0, 0.0]
+        for line in lines:
+            p = line.polygon
+            dx, dy = p[2] - p[0], p[3] - p[1]
+            length = math.hypot(dx, dy)
+            if length > 0:
+                weights[round(math.degrees(math.atan2(dy, dx)) / 90.0) % 4] += length
+        turns = max(range(4), key=lambda q: weights[q])
+        if weights[turns] <= 0.5 * sum(weights):
+            turns = 0  # no clear majority: leave the page as it is
+        upright = cls(image, list(lines), 0, (image.width, image.height))
+        if turns == 0:
+            return upright
+        turned = image.transpose(_TRANSPOSE[turns])
+        moved = [
+            TextLine(ln.text, _turn_polygon(ln.polygon, turns, upright.size), ln.confidence)
+            for ln in lines
+        ]
+        return cls(turned, moved, turns, upright.size)
+
+    def back(self, box: BBox) -> BBox:
+        if self.turns == 0:
+            return box
+        width, height = self.size
+        x0, y0, x1, y1 = box
+        if self.turns == 1:  # (x, y) -> (y, W - x) was applied
+            xs, ys = (width - y0, width - y1), (x0, x1)
+        elif self.turns == 2:
+            xs, ys = (width - x0, width - x1), (height - y0, height - y1)
+        else:  # (x, y) -> (H - y, x) was applied
+            xs, ys = (y0, y1), (height - x0, height - x1)
+        return (min(xs), min(ys), max(xs), max(ys))
+
+
+# Text running down the image (quadrant 1) reads upright after a quarter turn
+# counter-clockwise, and so on.
+_TRANSPOSE = {
+    1: Image.Transpose.ROTATE_90,
+    2: Image.Transpose.ROTATE_180,
+    3: Image.Transpose.ROTATE_270,
+}
+
+
+def _turn_polygon(polygon: tuple[float, ...], turns: int, size: tuple[int, int]) -> Polygon:
+    width, height = size
+    out: list[float] = []
+    for x, y in zip(polygon[0::2], polygon[1::2], strict=True):
+        if turns == 1:
+            out += [y, width - x]
+        elif turns == 2:
+            out += [width - x, height - y]
+        else:
+            out += [height - y, x]
+    return tuple(out)  # type: ignore[return-value]

@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from docintel.document.reading_order import Block, compose_page
+from docintel.document.table_finder import CROP_MARGIN, crop_region
 from docintel.document.tables import Table
 from docintel.engines.base import EngineError, ExtractionEngine, RegionInput, RegionResult
 from docintel.engines.registry import get_extraction_engine
@@ -37,9 +38,6 @@ from docintel.pipeline.regions import extract_batch_size, extract_queue, extract
 from docintel.storage import BlobNotFound
 
 log = logging.getLogger(__name__)
-
-# Pixels added round a region before cropping, so its outer rulings are inside the crop.
-CROP_MARGIN = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,27 +213,17 @@ def _load_image(ctx: StageContext, page: _PageWork) -> Image.Image | str:
 
 
 def _crop(image: Image.Image, lines: Sequence[TextLine], region: _Region) -> RegionInput | str:
-    x0, y0, x1, y1 = region.bbox
-    left = max(int(x0) - CROP_MARGIN, 0)
-    top = max(int(y0) - CROP_MARGIN, 0)
-    right = min(int(x1 + 0.999) + CROP_MARGIN, image.width)
-    bottom = min(int(y1 + 0.999) + CROP_MARGIN, image.height)
-    if right - left < 2 or bottom - top < 2:
+    cropped = crop_region(image, lines, region.bbox)
+    if cropped is None:
         return "the region lies outside the page"
-    inside = tuple(_shifted(line, -left, -top) for line in lines if _centre_in(line, region.bbox))
-    return RegionInput(region.kind, image.crop((left, top, right, bottom)), inside)
+    crop, inside, _ = cropped
+    return RegionInput(region.kind, crop, tuple(inside))
 
 
 def _centre_in(line: TextLine, box: BBox) -> bool:
     x0, y0, x1, y1 = line.bbox
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
-
-
-def _shifted(line: TextLine, dx: float, dy: float) -> TextLine:
-    p = line.polygon
-    moved = tuple(v + (dx if k % 2 == 0 else dy) for k, v in enumerate(p))
-    return TextLine(line.text, moved, line.confidence)  # type: ignore[arg-type]
 
 
 def _title(lines: Sequence[TextLine], box: BBox) -> str | None:
