@@ -24,13 +24,13 @@ a text: two chunks). Unruled tables need three columns and short cells.
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 from PIL import Image
 
 from docintel.document.rulings import Rulings, Segment, find_rulings
@@ -60,6 +60,9 @@ class Word:
     y0: float
     x1: float
     y1: float
+    # The height of its type, for every threshold in text heights. An OCR box is
+    # padded, so its ink says this better than its box when the image is at hand.
+    size: float = 0.0
 
     @property
     def cx(self) -> float:
@@ -70,7 +73,7 @@ class Word:
         return (self.y0 + self.y1) / 2
 
     def shifted(self, dx: float, dy: float) -> Word:
-        return Word(self.text, self.x0 + dx, self.y0 + dy, self.x1 + dx, self.y1 + dy)
+        return Word(self.text, self.x0 + dx, self.y0 + dy, self.x1 + dx, self.y1 + dy, self.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,30 +98,141 @@ class _Chunk:
 # -- words and rows -------------------------------------------------------------------
 
 
-def words_of(lines: Sequence[TextLine]) -> list[Word]:
+def words_of(lines: Sequence[TextLine], image: Image.Image | None = None) -> list[Word]:
     """Words with boxes, cut from upright lines in proportion to their characters.
 
     Engines give lines (a text layer segment, an OCR line), not words; character
     widths are not known, so a word's box is estimated from its place in the
-    line. Sideways lines are left out: their tables are not read here.
+    line. With the ``image``, a line whose ink has wide gaps (an OCR line running
+    over several cells) is first cut at those gaps, and its words shared out
+    among the pieces. A sideways line (a header set vertically over a narrow
+    column) stays one word, the size of its box.
     """
+    ink = _ink(image) if image is not None else None
     words: list[Word] = []
     for line in lines:
+        if not line.text.strip():
+            continue
         p = line.polygon
         dx, dy = p[2] - p[0], p[3] - p[1]
-        if dx <= 0 or abs(dy) > 0.3 * dx or not line.text.strip():
-            continue
         x0, y0, x1, y1 = line.bbox
-        step = (x1 - x0) / max(len(line.text), 1)
-        for match in re.finditer(r"\S+", line.text):
-            words.append(
-                Word(match.group(), x0 + match.start() * step, y0, x0 + match.end() * step, y1)
-            )
+        if dx <= 0 or abs(dy) > 0.3 * dx:
+            words.append(Word(" ".join(line.text.split()), x0, y0, x1, y1))
+            continue
+        pieces: list[tuple[float, float]] = []
+        size = y1 - y0
+        if ink is not None:
+            # OCR boxes are padded: the ink gives the true extent and type size
+            # (ink runs from ascender to descender, about 0.8 of a text line's box).
+            tx0, ty0, tx1, ty1 = _tight(ink, line.bbox)
+            inked = 1.25 * (ty1 - ty0)
+            if 0 < inked < 0.8 * size:  # a padded box (OCR), not a text layer's
+                size = inked
+            pieces = _ink_pieces(ink, (tx0, ty0, tx1, ty1))
+        tokens = line.text.split()
+        if len(pieces) == 1:
+            x0, x1 = pieces[0]
+        if len(pieces) > 1 and len(tokens) >= len(pieces):
+            for (left, right), group in zip(pieces, _share_out(tokens, pieces), strict=True):
+                words += _spread(" ".join(group), (left, y0, right, y1), size)
+        else:
+            words += _spread(line.text, (x0, y0, x1, y1), size)
     return words
 
 
+def _spread(text: str, box: BBox, size: float) -> list[Word]:
+    x0, y0, x1, y1 = box
+    step = (x1 - x0) / max(len(text), 1)
+    return [
+        Word(m.group(), x0 + m.start() * step, y0, x0 + m.end() * step, y1, size)
+        for m in re.finditer(r"\S+", text)
+    ]
+
+
+def _ink(image: Image.Image) -> np.ndarray:
+    gray = np.asarray(image.convert("L"))
+    return gray < 150
+
+
+def _tight(ink: np.ndarray, box: BBox) -> BBox:
+    """``box`` shrunk to the ink inside it; rows and columns inked end to end (a ruling
+    running through a padded box) do not count."""
+    x0, y0, x1, y1 = (max(round(v), 0) for v in box)
+    band = ink[y0:y1, x0:x1]
+    if band.size == 0:
+        return box
+    band = band & ~(band.mean(axis=1, keepdims=True) > 0.9) & ~(band.mean(axis=0) > 0.9)
+    rows, columns = np.flatnonzero(band.any(axis=1)), np.flatnonzero(band.any(axis=0))
+    if rows.size == 0 or columns.size == 0:
+        return box
+    return (
+        float(x0 + columns[0]),
+        float(y0 + rows[0]),
+        float(x0 + columns[-1] + 1),
+        float(y0 + rows[-1] + 1),
+    )
+
+
+def _ink_pieces(ink: np.ndarray, box: BBox) -> list[tuple[float, float]]:
+    """Stretches of a line's box holding ink, split where a gap is wider than the line's
+    height times ``CHUNK_GAP`` (the space between two cells, not two words)."""
+    x0, y0, x1, y1 = (round(v) for v in box)
+    trim = max((y1 - y0) // 5, 0)
+    band = ink[max(y0 + trim, 0) : max(y1 - trim, 0), max(x0, 0) : max(x1, 0)]
+    if band.size == 0:
+        return []
+    columns = np.flatnonzero(band.any(axis=0) & ~(band.mean(axis=0) > 0.9))
+    if columns.size == 0:
+        return []
+    min_gap = CHUNK_GAP * (y1 - y0)
+    pieces: list[tuple[float, float]] = []
+    start = previous = int(columns[0])
+    for column in columns[1:]:
+        if column - previous > min_gap:
+            pieces.append((x0 + start, x0 + previous + 1))
+            start = int(column)
+        previous = int(column)
+    pieces.append((x0 + start, x0 + previous + 1))
+    return pieces
+
+
+def _share_out(tokens: list[str], pieces: list[tuple[float, float]]) -> list[list[str]]:
+    """Split ``tokens`` into one run per piece, so each run's share of the characters
+    best matches its piece's share of the width (least squares, dynamic programming)."""
+    n, m = len(tokens), len(pieces)
+    widths = [right - left for left, right in pieces]
+    total_width = sum(widths) or 1.0
+    sizes = [len(t) + 1 for t in tokens]
+    total_chars = sum(sizes)
+    prefix = [0]
+    for size in sizes:
+        prefix.append(prefix[-1] + size)
+    inf = float("inf")
+    # cost[j][i]: the first i tokens in the first j pieces.
+    cost = [[inf] * (n + 1) for _ in range(m + 1)]
+    cut = [[0] * (n + 1) for _ in range(m + 1)]
+    cost[0][0] = 0.0
+    for j in range(1, m + 1):
+        share = widths[j - 1] / total_width
+        for i in range(j, n - (m - j) + 1):
+            for k in range(j - 1, i):
+                if cost[j - 1][k] == inf:
+                    continue
+                error = ((prefix[i] - prefix[k]) / total_chars - share) ** 2
+                if cost[j - 1][k] + error < cost[j][i]:
+                    cost[j][i] = cost[j - 1][k] + error
+                    cut[j][i] = k
+    groups: list[list[str]] = []
+    i = n
+    for j in range(m, 0, -1):
+        k = cut[j][i]
+        groups.append(tokens[k:i])
+        i = k
+    return groups[::-1]
+
+
 def text_height(words: Sequence[Word]) -> float:
-    heights = [w.y1 - w.y0 for w in words if w.y1 > w.y0]
+    heights = [w.size or (w.y1 - w.y0) for w in words if w.y1 > w.y0]
     return statistics.median(heights) if heights else 10.0
 
 
@@ -168,7 +282,7 @@ def find_tables(image: Image.Image, lines: Sequence[TextLine]) -> list[Region]:
 
 
 def _find_upright(image: Image.Image, lines: Sequence[TextLine]) -> list[Region]:
-    words = words_of(lines)
+    words = words_of(lines, image)
     height = text_height(words)
     rulings = find_rulings(image, height)
     found: list[Region] = []
@@ -401,12 +515,17 @@ def read_table(
         box[3],
         tol,
     )
+    # A ruling with no text beyond it is the table's (double) border, not a grid line.
+    cols = [x for x in cols if any(w.cx < x for w in inside) and any(w.cx > x for w in inside)]
+    rows = [y for y in rows if any(w.cy < y for w in inside) and any(w.cy > y for w in inside)]
+    # Rulings between groups of columns, whitespace within them.
+    col_edges = _merged_edges(_whitespace_gaps(text_rows, box, height), cols, box, tol)
+    # A ruled grid: most rows ruled apart, and the column rulings account for the
+    # columns the text shows (a rule or two between groups of columns do not).
     ruled_grid = bool(cols) and len(rows) >= max(1, (len(text_rows) - 1) // 2)
     if ruled_grid:
         table = _read_grid(inside, rulings, box, [box[0], *cols, box[2]], [box[1], *rows, box[3]])
     else:
-        # Rulings between groups of columns, whitespace within them.
-        col_edges = _merged_edges(_whitespace_columns(text_rows, box, height), cols, tol)
         table = _read_rows(text_rows, col_edges, height, rulings_rows=rows)
     table = _without_empty_lines(table)
     n_rows, n_cols = table.shape
@@ -561,31 +680,45 @@ def _split_at_edges(chunks: list[_Chunk], col_edges: list[float]) -> list[_Chunk
     return out
 
 
-def _whitespace_columns(text_rows: list[list[Word]], box: BBox, height: float) -> list[float]:
-    """Column edges at x-ranges that no chunk covers on the rows with the most chunks."""
+def _whitespace_gaps(
+    text_rows: list[list[Word]], box: BBox, height: float
+) -> list[tuple[float, float]]:
+    """The x-ranges between columns: those that (nearly) no full row's text covers.
+
+    Full rows have at least the median number of chunks; rows with fewer (a
+    spanning header, a wrapped label) may cross the gaps. So may a tenth of the
+    full rows (a title set in wide type that happens to break into as many).
+    """
     chunked = [_chunks(row, height) for row in text_rows]
-    if not chunked:
-        return [box[0], box[2]]
-    counts = sorted(len(c) for c in chunked)
-    typical = counts[len(counts) // 2]
-    spans = sorted((c.x0, c.x1) for row in chunked if len(row) >= typical for c in row)
-    merged: list[list[float]] = []
-    for start, end in spans:
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    edges = [box[0]]
-    for (_, left_end), (right_start, _) in itertools.pairwise(merged):
-        if right_start - left_end >= 0.4 * height:
-            edges.append((left_end + right_start) / 2)
-    edges.append(box[2])
-    return edges
+    if chunked:
+        typical = sorted(len(row) for row in chunked)[len(chunked) // 2]
+        chunked = [row for row in chunked if len(row) >= typical]
+    left, right = int(box[0]), int(box[2]) + 1
+    if not chunked or right <= left:
+        return []
+    coverage = np.zeros(right - left, dtype=np.int32)
+    for row in chunked:
+        for chunk in row:
+            a, b = max(int(chunk.x0) - left, 0), min(int(chunk.x1) + 1 - left, right - left)
+            coverage[a:b] += 1
+    allowed = len(chunked) // 10
+    covered = np.flatnonzero(coverage > allowed)
+    if not covered.size:
+        return []
+    breaks = np.flatnonzero(np.diff(covered) >= max(0.4 * height, 2.0))
+    return [(float(left + covered[k]), float(left + covered[k + 1])) for k in breaks]
 
 
-def _merged_edges(edges: list[float], rulings: list[float], tol: float) -> list[float]:
-    kept = [e for e in edges[1:-1] if all(abs(e - r) > tol for r in rulings)]
-    return [edges[0], *sorted([*kept, *rulings]), edges[-1]]
+def _merged_edges(
+    gaps: list[tuple[float, float]], rulings: list[float], box: BBox, tol: float
+) -> list[float]:
+    """Column edges: the rulings, and the middle of every gap no ruling runs through."""
+    kept = [
+        (start + end) / 2
+        for start, end in gaps
+        if not any(start - tol <= r <= end + tol for r in rulings)
+    ]
+    return [box[0], *sorted([*kept, *rulings]), box[2]]
 
 
 def _index(edges: list[float], value: float) -> int:
@@ -692,7 +825,7 @@ def read_region(image: Image.Image, lines: Sequence[TextLine]) -> Table | None:
     A table whose text runs sideways is read turned upright.
     """
     upright = Upright.of(image, lines)
-    words = words_of(upright.lines)
+    words = words_of(upright.lines, upright.image)
     height = text_height(words)
     rulings = find_rulings(upright.image, height)
     box = (0.0, 0.0, float(upright.image.width), float(upright.image.height))
