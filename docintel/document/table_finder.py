@@ -128,7 +128,7 @@ def words_of(lines: Sequence[TextLine], image: Image.Image | None = None) -> lis
             inked = 1.25 * (ty1 - ty0)
             if 0 < inked < 0.8 * size:  # a padded box (OCR), not a text layer's
                 size = inked
-            pieces = _ink_pieces(ink, (tx0, ty0, tx1, ty1))
+            pieces = _ink_pieces(ink, (tx0, ty0, tx1, ty1), size)
         tokens = line.text.split()
         if len(pieces) == 1:
             x0, x1 = pieces[0]
@@ -151,7 +151,7 @@ def _spread(text: str, box: BBox, size: float) -> list[Word]:
 
 def _ink(image: Image.Image) -> np.ndarray:
     gray = np.asarray(image.convert("L"))
-    return gray < 150
+    return gray < 200  # antialiased strokes of small type are pale
 
 
 def _tight(ink: np.ndarray, box: BBox) -> BBox:
@@ -173,7 +173,7 @@ def _tight(ink: np.ndarray, box: BBox) -> BBox:
     )
 
 
-def _ink_pieces(ink: np.ndarray, box: BBox) -> list[tuple[float, float]]:
+def _ink_pieces(ink: np.ndarray, box: BBox, size: float) -> list[tuple[float, float]]:
     """Stretches of a line's box holding ink, split where a gap is wider than the line's
     height times ``CHUNK_GAP`` (the space between two cells, not two words)."""
     x0, y0, x1, y1 = (round(v) for v in box)
@@ -184,7 +184,7 @@ def _ink_pieces(ink: np.ndarray, box: BBox) -> list[tuple[float, float]]:
     columns = np.flatnonzero(band.any(axis=0) & ~(band.mean(axis=0) > 0.9))
     if columns.size == 0:
         return []
-    min_gap = CHUNK_GAP * (y1 - y0)
+    min_gap = CHUNK_GAP * size
     pieces: list[tuple[float, float]] = []
     start = previous = int(columns[0])
     for column in columns[1:]:

@@ -91,9 +91,10 @@ def test_a_table_continued_on_the_next_page_is_a_table_on_each(tmp_path: Path) -
 
 def test_a_300_row_table_is_read_whole(tmp_path: Path) -> None:
     rows = [["Id", "Name", "Score"]] + [[str(i), f"item {i}", f"{i * 7 % 100}"] for i in range(299)]
-    spec = TableSpec(rows, row_height=2.4, font_size=2.0, top=20.0, col_width=60.0)
-    pdf = make_table_pdf(tmp_path / "long.pdf", [spec])
-    rendered = render_page(pdf, "application/pdf", 1, 400, max_page_pixels=10**9)
+    # On one tall page (a long receipt, a spreadsheet printed to PDF).
+    spec = TableSpec(rows, row_height=14.0, font_size=9.0, top=40.0)
+    pdf = make_table_pdf(tmp_path / "long.pdf", [spec], page_height=300 * 14.0 + 100)
+    rendered = render_page(pdf, "application/pdf", 1, 100, max_page_pixels=10**9)
     lines = extract_text_lines(pdf, 1, rendered.dpi)
     (region,) = find_tables(rendered.image, lines)
     read = _read(rendered.image, lines, region)
