@@ -53,6 +53,9 @@ HEADING_RATIO = 1.35
 # descenders and brackets by 30% and more.
 SIZE_CHANGE = 1.6
 
+# A box this many times the height of the lines round it is an initial or drop capital.
+DROP_CAP_RATIO = 1.8
+
 _BULLETS = ("•", "·", "▪", "●", "◦", "‣", "∙", "■", "□", "➢", "►")
 
 
@@ -355,7 +358,9 @@ def _split_columns(boxes: list[_Box], cut: _Cut) -> list[list[_Box]] | None:
 
 def _split_bands(boxes: list[_Box]) -> list[list[_Box]]:
     """Split at horizontal gaps of the y-projection, top to bottom."""
-    ordered = sorted(boxes, key=lambda b: (b.center_y, b.x0))
+    # By top, as intervals are merged: sorted by centre, a tall box (a drop capital)
+    # came after the line level with its top, which then stood alone as a band.
+    ordered = sorted(boxes, key=lambda b: (b.y0 + BOX_TRIM * b.height, b.x0))
     bands: list[list[_Box]] = []
     band_end = -math.inf
     for box in ordered:
@@ -371,9 +376,21 @@ def _split_bands(boxes: list[_Box]) -> list[list[_Box]]:
 
 
 def _by_rows(boxes: list[_Box]) -> list[int]:
-    """Rows top to bottom, each row left to right."""
+    """Rows top to bottom, each row left to right.
+
+    A box much taller than the text round it (a drop capital, an initial set
+    two or three lines deep) is read with the row its top is level with, not
+    the one its centre is: it begins the paragraph beside it.
+    """
+    typical = _median_height(boxes)
+
+    def reading_y(box: _Box) -> float:
+        if box.height > DROP_CAP_RATIO * typical:
+            return min(box.center_y, box.y0 + typical / 2)
+        return box.center_y
+
     rows: list[list[_Box]] = []
-    for box in sorted(boxes, key=lambda b: b.center_y):
+    for box in sorted(boxes, key=reading_y):
         if rows and _same_row(rows[-1], box):
             rows[-1].append(box)
         else:
@@ -382,6 +399,10 @@ def _by_rows(boxes: list[_Box]) -> list[int]:
 
 
 def _same_row(row: list[_Box], box: _Box) -> bool:
+    if any(b.height > DROP_CAP_RATIO * box.height for b in row):
+        # Beside a drop capital: the row is the line level with its top.
+        tall = max(row, key=lambda b: b.height)
+        return tall.y0 - box.height / 2 <= box.center_y <= tall.y0 + 1.5 * box.height
     top = statistics.median(b.y0 for b in row)
     bottom = statistics.median(b.y1 for b in row)
     overlap = min(bottom, box.y1) - max(top, box.y0)
@@ -425,7 +446,9 @@ def _blocks_with_heights(
         if previous is None:
             blocks.append(([text], [box.height]))
         elif _continues_row(previous, box):
-            blocks[-1][0][-1] += " " + text
+            # A drop capital is the first letter of the word beside it: "S" + "he".
+            glue = "" if _is_initial(blocks[-1][0][-1], previous, box) else " "
+            blocks[-1][0][-1] += glue + text
             blocks[-1][1].append(box.height)
         elif _starts_block(previous, box, line_height):
             blocks.append(([text], [box.height]))
@@ -440,6 +463,15 @@ def _continues_row(previous: _Box, box: _Box) -> bool:
     overlap = min(previous.y1, box.y1) - max(previous.y0, box.y0)
     same_row = overlap >= SAME_ROW * max(min(previous.height, box.height), 1e-9)
     return same_row and box.x0 >= previous.x0
+
+
+def _is_initial(row_so_far: str, previous: _Box, box: _Box) -> bool:
+    return (
+        len(row_so_far) == 1
+        and row_so_far.isalpha()
+        and previous.height > DROP_CAP_RATIO * box.height
+        and box.x0 - previous.x1 < previous.height
+    )
 
 
 def _starts_block(previous: _Box, box: _Box, line_height: float) -> bool:

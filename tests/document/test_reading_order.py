@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -239,3 +240,78 @@ def test_markdown_paragraphs_headings_and_lists() -> None:
         "- fast\n"
         "- small and simple\n"
     )
+
+
+# -- two columns beside a drop capital or below a narrower block -----------------------
+
+_LEFT = [
+    "he sighed. She had not",
+    "expected the day to end",
+    "like this, with rain on",
+    "the windows and the",
+    "lamps already lit in the",
+    "street below her room.",
+]
+_RIGHT = [
+    "cause of her sadness. Gently, sim-",
+    "ply, the evening settled over",
+    "the town and its bridges and",
+    "its long quiet avenues where",
+    "the trams had stopped early",
+    "nothing moved except the rain.",
+]
+
+
+def _placed_pdf(path: Path, items: list[tuple[float, float, float, str]]) -> Path:
+    """A page with each text at (x, top-down y, size) in points."""
+    from tests.fixtures.documents import PdfPage, _pdf_string, write_pdf
+
+    ops = bytearray()
+    for x, y, size, text in items:
+        ops += b"BT /F1 %.1f Tf 1 0 0 1 %.1f %.1f Tm " % (size, x, 792 - y)
+        ops += _pdf_string(text) + b" Tj ET\n"
+    return write_pdf(path, [PdfPage(extra_content=bytes(ops))])
+
+
+def _two_columns(path: Path, *, drop_cap: bool) -> Path:
+    items = [(150.0, 40.0, 20.0, "Evening in the Old Town")]
+    if drop_cap:
+        # Three lines deep, its top level with the first line of the left column.
+        items.append((72.0, 110.0, 48.0, "S"))
+        items += [(110.0, 80.0 + 13 * k, 10.0, t) for k, t in enumerate(_LEFT[:3])]
+        items += [(72.0, 80.0 + 13 * k, 10.0, t) for k, t in enumerate(_LEFT[3:], start=3)]
+    else:
+        items += [
+            (160.0, 62.0, 10.0, "A centred abstract, narrower than the page, across the gutter.")
+        ]
+        items += [(72.0, 80.0 + 13 * k, 10.0, "S" * (k == 0) + t) for k, t in enumerate(_LEFT)]
+    items += [(300.0, 80.0 + 13 * k, 10.0, t) for k, t in enumerate(_RIGHT)]
+    return _placed_pdf(path, items)
+
+
+def _read(pdf: Path, scanned: bool) -> str:
+    from docintel.document.render import render_page
+    from docintel.document.textlayer import extract_text_lines
+
+    rendered = render_page(pdf, "application/pdf", 1, 150, max_page_pixels=10**9)
+    if scanned:
+        from docintel.engines.base import EngineConfig
+        from docintel.engines.registry import get_ocr_engine
+
+        lines = get_ocr_engine(EngineConfig(name="rapidocr")).recognize([rendered.image])[0]
+    else:
+        lines = extract_text_lines(pdf, 1, rendered.dpi)
+    return page_text(order_lines(lines, rendered.image.width, rendered.image.height))
+
+
+@pytest.mark.parametrize("scanned", [False, True], ids=["text-layer", "scan"])
+@pytest.mark.parametrize("drop_cap", [True, False], ids=["drop-cap", "centred-block"])
+def test_two_columns_below_a_narrower_block_read_column_by_column(
+    tmp_path: Path, scanned: bool, drop_cap: bool
+) -> None:
+    text = _read(_two_columns(tmp_path / "page.pdf", drop_cap=drop_cap), scanned)
+    flat = " ".join(text.split())
+    assert "She sighed. She had not expected the day" in flat, text
+    left_end, right_start = flat.index("street below her room."), flat.index("cause of her")
+    assert left_end < right_start, text  # the left column whole, then the right
+    assert "She had not cause" not in flat and "Evening in the Old Town" in flat.split("She")[0]
