@@ -153,14 +153,15 @@ def _docintel(case: Case, scanned: bool) -> list[Grid]:
     grids: list[Grid] = []
     for number in case.pages:
         image, lines = _page_input(case.pdf, number, scanned)
-        for region in find_tables(image, lines):
+        for region in find_tables(image, lines, exact_boxes=not scanned):
             if region.kind != "table":
                 continue
             cropped = crop_region(image, lines, region.bbox)
             if cropped is None:
                 continue
             crop, inside, _ = cropped
-            (result,) = engine.extract([RegionInput("table", crop, tuple(inside))])
+            region_input = RegionInput("table", crop, tuple(inside), exact_boxes=not scanned)
+            (result,) = engine.extract([region_input])
             if result.table is not None:
                 grids.append(result.table.rows)
     return grids

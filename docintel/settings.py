@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         default=10, ge=1, description="How often some worker (one at a time) sweeps."
     )
     gpu_batch_pages: int = Field(default=8, ge=1, description="Pages per GPU task.")
+    embedded_threads: int = Field(
+        default=0,
+        ge=0,
+        description="Pages processed at once in embedded mode; 0: one per CPU.",
+    )
     # Fault injection for the crash and pause tests: seconds a stage sleeps while it
     # holds its lease, e.g. {"render": 5}. Never set in production.
     test_stage_delays: dict[str, float] = Field(default_factory=dict)

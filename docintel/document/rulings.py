@@ -66,7 +66,8 @@ def find_rulings(image: Image.Image, text_height: float) -> Rulings:
         gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, 25, 12
     )
     # Also the pale rules a local mean hides inside dense ink, and solid dark fills.
-    binary = np.maximum(binary, np.where(gray < 160, 255, 0).astype(np.uint8))
+    _, dark = cv2.threshold(gray, 159, 255, cv2.THRESH_BINARY_INV)
+    binary = np.maximum(binary, dark)
     text_height = max(text_height, 6.0)
     h_len = max(int(MIN_HORIZONTAL * text_height), 12)
     v_len = max(int(MIN_VERTICAL * text_height), 10)
@@ -90,10 +91,11 @@ def find_rulings(image: Image.Image, text_height: float) -> Rulings:
 
 
 def _segments(mask: np.ndarray, *, vertical: bool, max_thick: float) -> list[Segment]:
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    # Outer contours of the (sparse) mask: several times faster than labelling it.
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     found: list[Segment] = []
-    for k in range(1, count):
-        x, y, w, h = (int(v) for v in stats[k, :4])
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
         thickness, (start, length) = (w, (y, h)) if vertical else (h, (x, w))
         if thickness > max_thick:
             continue

@@ -269,20 +269,24 @@ def _inside(word: Word, box: BBox) -> bool:
 # -- finding tables ---------------------------------------------------------------------
 
 
-def find_tables(image: Image.Image, lines: Sequence[TextLine]) -> list[Region]:
+def find_tables(
+    image: Image.Image, lines: Sequence[TextLine], *, exact_boxes: bool = False
+) -> list[Region]:
     """Table (and chart) regions of one page, in page pixels, top to bottom.
 
+    ``exact_boxes``: the lines' boxes are the text's own (a text layer), not an
+    engine's padded estimate, so the ink need not be consulted for words.
     A page whose text mostly runs sideways (a landscape table set on a portrait
     page) is read turned upright, and its regions turned back.
     """
     upright = Upright.of(image, lines)
-    found = _find_upright(upright.image, upright.lines)
+    found = _find_upright(upright.image, upright.lines, exact_boxes)
     regions = [replace(r, bbox=upright.back(r.bbox)) for r in found]
     return sorted(regions, key=lambda r: (r.bbox[1], r.bbox[0]))
 
 
-def _find_upright(image: Image.Image, lines: Sequence[TextLine]) -> list[Region]:
-    words = words_of(lines, image)
+def _find_upright(image: Image.Image, lines: Sequence[TextLine], exact: bool) -> list[Region]:
+    words = words_of(lines, None if exact else image)
     height = text_height(words)
     rulings = find_rulings(image, height)
     found: list[Region] = []
@@ -819,13 +823,15 @@ def _moved(line: TextLine, dx: float, dy: float) -> TextLine:
     return TextLine(line.text, polygon, line.confidence)
 
 
-def read_region(image: Image.Image, lines: Sequence[TextLine]) -> Table | None:
+def read_region(
+    image: Image.Image, lines: Sequence[TextLine], *, exact_boxes: bool = False
+) -> Table | None:
     """The table filling a region's crop (``lines`` in the crop's pixels; cell boxes too).
 
     A table whose text runs sideways is read turned upright.
     """
     upright = Upright.of(image, lines)
-    words = words_of(upright.lines, upright.image)
+    words = words_of(upright.lines, None if exact_boxes else upright.image)
     height = text_height(words)
     rulings = find_rulings(upright.image, height)
     box = (0.0, 0.0, float(upright.image.width), float(upright.image.height))

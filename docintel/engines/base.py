@@ -57,12 +57,14 @@ class RegionInput:
     """One table or chart region to extract, cut out of its page.
 
     ``lines`` are the page's lines (text layer or OCR) whose centres fall inside
-    the region, with polygons in the crop's pixels.
+    the region, with polygons in the crop's pixels; ``exact_boxes`` when they
+    come from a text layer (boxes that fit the text, unlike an OCR engine's).
     """
 
     kind: RegionKind
     image: Image.Image
     lines: tuple[TextLine, ...]
+    exact_boxes: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ class CpuTableEngine:
             return RegionResult("no_engine", title=region_title(region))
         if not region.lines:
             return RegionResult("failed", error="the region holds no text")
-        table = read_region(region.image, region.lines)
+        table = read_region(region.image, region.lines, exact_boxes=region.exact_boxes)
         if table is None:
             return RegionResult("failed", error="no rows and columns found in the region")
         return RegionResult("done", table=table)

@@ -29,7 +29,7 @@ from docintel.document.tables import Table
 from docintel.engines.base import EngineError, ExtractionEngine, RegionInput, RegionResult
 from docintel.engines.registry import get_extraction_engine
 from docintel.geometry import BBox, RegionKind, TextLine
-from docintel.models import Extraction, ExtractionStatus, Page, PageStatus
+from docintel.models import Extraction, ExtractionStatus, Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.leases import Lease, LeaseKeeper, work_waiting, write_held
 from docintel.pipeline.page_results import with_timing
@@ -58,6 +58,7 @@ class _PageWork:
     lines: tuple[TextLine, ...]
     regions: tuple[_Region, ...]
     timings: dict[str, Any]
+    text_layer: bool  # the lines are the PDF's own text, with boxes that fit it
 
 
 def extract_batch(ctx: StageContext) -> list[FollowUp]:
@@ -130,6 +131,7 @@ def _read_work(session: Session, lease: Lease) -> list[_PageWork]:
                 lines,
                 regions,
                 dict(page.timings or {}),
+                page.text_source == TextSource.NATIVE,
             )
         )
     return work
@@ -156,7 +158,7 @@ def _extract_pages(
             if isinstance(image, str):
                 page_results[region.extraction_id] = RegionResult("failed", error=image)
                 continue
-            crop = _crop(image, page.lines, region)
+            crop = _crop(image, page.lines, region, page.text_layer)
             if isinstance(crop, str):
                 page_results[region.extraction_id] = RegionResult("failed", error=crop)
                 continue
@@ -212,12 +214,14 @@ def _load_image(ctx: StageContext, page: _PageWork) -> Image.Image | str:
     return image
 
 
-def _crop(image: Image.Image, lines: Sequence[TextLine], region: _Region) -> RegionInput | str:
+def _crop(
+    image: Image.Image, lines: Sequence[TextLine], region: _Region, text_layer: bool
+) -> RegionInput | str:
     cropped = crop_region(image, lines, region.bbox)
     if cropped is None:
         return "the region lies outside the page"
     crop, inside, _ = cropped
-    return RegionInput(region.kind, crop, tuple(inside))
+    return RegionInput(region.kind, crop, tuple(inside), exact_boxes=text_layer)
 
 
 def _centre_in(line: TextLine, box: BBox) -> bool:

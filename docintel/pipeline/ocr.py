@@ -195,7 +195,9 @@ def _find_regions(
     for image, page_lines in zip(images, lines, strict=True):
         started = time.perf_counter()
         regions = (
-            None if isinstance(page_lines, DocumentError) else find_page_regions(image, page_lines)
+            None
+            if isinstance(page_lines, DocumentError)
+            else find_page_regions(image, page_lines, exact_boxes=False)
         )
         seconds = time.perf_counter() - started
         found.append(None if regions is None else _Found(regions, "cpu-finder", seconds))

@@ -143,7 +143,7 @@ def _render_and_read(ctx: StageContext, doc: Document, page: Page) -> _Rendered:
         result.lines = list(lines)
         if regions_wanted(settings, doc.options):
             started = time.perf_counter()
-            result.regions = find_page_regions(image, result.lines) or []
+            result.regions = find_page_regions(image, result.lines, exact_boxes=True) or []
             result.values["timings"] = with_timing(
                 result.values["timings"], "detect", time.perf_counter() - started
             )

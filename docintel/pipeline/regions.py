@@ -29,11 +29,16 @@ def regions_wanted(settings: Settings, options: dict[str, Any]) -> bool:
     return settings.detect_regions and options.get("tables", True) is not False
 
 
-def find_page_regions(image: Image.Image, lines: Sequence[TextLine]) -> list[Region] | None:
-    """Tables and charts the CPU finds; None (and a log line) if the finder failed."""
+def find_page_regions(
+    image: Image.Image, lines: Sequence[TextLine], *, exact_boxes: bool
+) -> list[Region] | None:
+    """Tables and charts the CPU finds; None (and a log line) if the finder failed.
+
+    ``exact_boxes``: the lines come from a text layer (their boxes fit the text).
+    """
     started = time.perf_counter()
     try:
-        regions = find_tables(image, lines)
+        regions = find_tables(image, lines, exact_boxes=exact_boxes)
     except Exception:
         # The page keeps its text: regions are extra, never a reason to fail it.
         log.exception("table detection failed; the page keeps its text without tables")

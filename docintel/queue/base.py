@@ -11,8 +11,10 @@ pages the stage held, through their fence, or is recorded on the document.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from celery import Task, current_task
@@ -155,11 +157,36 @@ def as_document_error(error: BaseException) -> DocumentError:
 def dispatch(follow_ups: Sequence[FollowUp]) -> None:
     from docintel.queue.tasks import app  # importing the tasks registers them
 
+    if app.conf.task_always_eager:
+        _run_embedded(app, follow_ups)
+        return
     for follow_up in follow_ups:
-        options: dict[str, Any] = {"queue": follow_up.queue} if follow_up.queue else {}
-        priority = follow_up.priority
-        if priority is None:
-            priority = TASK_PRIORITY.get(follow_up.task)
-        if priority is not None:
-            options["priority"] = priority
-        app.tasks[follow_up.task].apply_async(args=follow_up.args, **options)
+        _send(app, follow_up)
+
+
+def _send(app: Any, follow_up: FollowUp) -> None:
+    options: dict[str, Any] = {"queue": follow_up.queue} if follow_up.queue else {}
+    priority = follow_up.priority
+    if priority is None:
+        priority = TASK_PRIORITY.get(follow_up.task)
+    if priority is not None:
+        options["priority"] = priority
+    app.tasks[follow_up.task].apply_async(args=follow_up.args, **options)
+
+
+def _run_embedded(app: Any, follow_ups: Sequence[FollowUp]) -> None:
+    """The in-process queue: pages on a few threads at once, the rest in order.
+
+    A page spends most of its time where the GIL is let go (poppler's process,
+    zlib, OpenCV, onnxruntime), so threads use the cores; each task has its own
+    session and leases, exactly as on separate workers.
+    """
+    pages = [f for f in follow_ups if f.task == "docintel.process_page"]
+    threads = min(len(pages), get_settings().embedded_threads or os.cpu_count() or 1)
+    if threads > 1:
+        with ThreadPoolExecutor(threads, thread_name_prefix="docintel-page") as pool:
+            for done in [pool.submit(_send, app, f) for f in pages]:
+                done.result()
+        follow_ups = [f for f in follow_ups if f.task != "docintel.process_page"]
+    for follow_up in follow_ups:
+        _send(app, follow_up)
