@@ -98,6 +98,8 @@ def _render_pdf_page(
     # in-process, and it keeps a bomb page from ever reaching the renderer.
     with PdfSource(path, password=password, max_page_pixels=max_page_pixels, dpi=dpi) as source:
         source.check_page(number, dpi)
+        # A third of the bytes through poppler's pipe, and no colour check after.
+        gray = source.page_is_colourless(number)
     set_pil_pixel_limit(max_page_pixels)  # pdf2image decodes poppler's output with Pillow
     try:
         images = convert_from_path(
@@ -108,6 +110,7 @@ def _render_pdf_page(
             use_cropbox=True,  # the box viewers show, and the one the text layer maps to
             timeout=timeout_s,
             thread_count=1,
+            grayscale=gray,
             userpw=cast(str, password),  # None is pdf2image's own default; its hint is too narrow
         )
     except PDFPopplerTimeoutError as error:
@@ -133,7 +136,7 @@ def _render_pdf_page(
     image = images[0]
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
-    return RenderedPage(gray_if_colourless(image), dpi)
+    return RenderedPage(image if image.mode == "L" else gray_if_colourless(image), dpi)
 
 
 def gray_if_colourless(image: Image.Image) -> Image.Image:

@@ -98,8 +98,31 @@ def _segments(mask: np.ndarray, *, vertical: bool, max_thick: float) -> list[Seg
         x, y, w, h = cv2.boundingRect(contour)
         thickness, (start, length) = (w, (y, h)) if vertical else (h, (x, w))
         if thickness > max_thick:
+            # A filled block joined to a line (bars standing on an axis, a shaded
+            # header row above its rule): the line is the run of rows (columns)
+            # inked from end to end; the rest is the block.
+            found += _lines_in_block(mask[y : y + h, x : x + w], x, y, vertical, max_thick)
             continue
         centre = x + w / 2 if vertical else y + h / 2
         found.append(Segment(centre, float(start), float(start + length)))
     found.sort(key=lambda s: (s.position, s.start))
+    return found
+
+
+def _lines_in_block(
+    block: np.ndarray, x: int, y: int, vertical: bool, max_thick: float
+) -> list[Segment]:
+    along_axis = 0 if vertical else 1
+    full = (block > 0).mean(axis=along_axis) >= 0.95
+    offset, (start, length) = (x, (y, block.shape[0])) if vertical else (y, (x, block.shape[1]))
+    found: list[Segment] = []
+    run_start = None
+    for k, inked in enumerate([*full.tolist(), False]):
+        if inked and run_start is None:
+            run_start = k
+        elif not inked and run_start is not None:
+            if k - run_start <= max_thick:
+                centre = offset + (run_start + k) / 2
+                found.append(Segment(centre, float(start), float(start + length)))
+            run_start = None
     return found

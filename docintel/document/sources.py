@@ -10,6 +10,7 @@ because it is not the input's fault and the queue should retry it.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import struct
@@ -264,6 +265,27 @@ def pdf_pixels(points: float, dpi: int) -> int:
     return max(0, math.ceil(points * dpi / 72.0 - 1e-2))
 
 
+_GRAY_SPACES = frozenset({pdfium_c.FPDF_COLORSPACE_DEVICEGRAY, pdfium_c.FPDF_COLORSPACE_CALGRAY})
+
+
+def _is_gray_object(obj: Any) -> bool:
+    kind = obj.type
+    if kind == pdfium_c.FPDF_PAGEOBJ_FORM:
+        return True  # its contents are visited themselves
+    if kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+        try:
+            return obj.get_metadata().colorspace in _GRAY_SPACES
+        except Exception:
+            return False
+    if kind not in (pdfium_c.FPDF_PAGEOBJ_TEXT, pdfium_c.FPDF_PAGEOBJ_PATH):
+        return False  # shadings and whatever else
+    for getter in (pdfium_c.FPDFPageObj_GetFillColor, pdfium_c.FPDFPageObj_GetStrokeColor):
+        r, g, b, a = (ctypes.c_uint() for _ in range(4))
+        if getter(obj.raw, r, g, b, a) and not r.value == g.value == b.value:
+            return False
+    return True
+
+
 class PdfSource(DocumentSource):
     media_type = PDF
 
@@ -303,6 +325,26 @@ class PdfSource(DocumentSource):
 
     def page_dpi(self, number: int, requested: int) -> int:
         return requested
+
+    def page_is_colourless(self, number: int) -> bool:
+        """Whether page ``number`` surely draws in grays only, so it can be rendered gray.
+
+        Asked of PDFium's page objects (forms descended into): text and paths whose
+        fill and stroke are gray, and images in a gray colour space. Anything else
+        (a coloured object, an image in colour or of unknown colour, a shading, an
+        annotation, an unreadable page) counts as colour: when in doubt, RGB.
+        """
+        self._check_number(number)
+        try:
+            page = self.pdf[number - 1]
+        except pdfium.PdfiumError:
+            return False
+        try:
+            if pdfium_c.FPDFPage_GetAnnotCount(page.raw) > 0:
+                return False
+            return all(_is_gray_object(obj) for obj in page.get_objects())
+        finally:
+            page.close()
 
     def close(self) -> None:
         if self._pdf is not None:

@@ -288,6 +288,10 @@ def find_tables(
 def _find_upright(image: Image.Image, lines: Sequence[TextLine], exact: bool) -> list[Region]:
     words = words_of(lines, None if exact else image)
     height = text_height(words)
+    if not any(len(_chunks(row, height)) >= 2 for row in _text_rows(words)):
+        # Every row of text is one run (prose): no table has fewer than two columns,
+        # and a plot's axis labels would make a row of several. Most pages end here.
+        return []
     rulings = find_rulings(image, height)
     found: list[Region] = []
     for box in _grid_boxes(rulings, height):

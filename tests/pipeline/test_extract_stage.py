@@ -108,7 +108,10 @@ def test_a_chart_without_an_engine_is_stored_with_its_title(
     bars = b"".join(f"{100 + 60 * k} 300 40 {40 + 50 * k} re f\n".encode() for k in range(4))
     axes = b"1.5 w 90 300 m 90 560 l S 90 300 m 380 300 l S\n"
     title = f"Revenue by year {uuid.uuid4().hex[:6]}"
-    page = PdfPage(lines=[title], left=120, top=210, extra_content=axes + bars)
+    ticks = b"BT /F1 9 Tf" + b"".join(
+        f" 1 0 0 1 {108 + 60 * k} 288 Tm ({2020 + k}) Tj".encode() for k in range(4)
+    )
+    page = PdfPage(lines=[title], left=120, top=210, extra_content=axes + bars + ticks + b" ET\n")
     pdf = write_pdf(tmp_path / "chart.pdf", [page])
     _, out, _ = _run(tmp_path, monkeypatch, database_url, pdf)
     (chart,) = out["pages"][0]["charts"]
