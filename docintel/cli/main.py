@@ -51,6 +51,13 @@ def process(
     timeout: Annotated[
         float | None, typer.Option(help="Give up waiting after this many seconds")
     ] = None,
+    tables: Annotated[
+        bool | None,
+        typer.Option(
+            "--tables/--no-tables",
+            help="Find tables and charts and extract them (default from settings)",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     reprocess: Annotated[
         bool,
@@ -67,7 +74,8 @@ def process(
     """
     from docintel.cli.process import run_process
 
-    options = {k: v for k, v in {"ocr_mode": ocr_mode, "dpi": dpi}.items() if v is not None}
+    chosen = {"ocr_mode": ocr_mode, "dpi": dpi, "tables": tables}
+    options = {k: v for k, v in chosen.items() if v is not None}
     code = run_process(
         get_settings(), files, out, options, timeout=timeout, quiet=quiet, reprocess=reprocess
     )

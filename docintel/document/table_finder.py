@@ -49,6 +49,8 @@ MIN_UNRULED_ROWS = 3
 MAX_UNRULED_CELL_CHARS = 28
 # Rows of one unruled table are at most this many text heights apart.
 MAX_ROW_GAP = 2.6
+# A plot's area (inside its axes) is at most this share text: legends, labels.
+MAX_PLOT_TEXT = 0.06
 # Rules that bound a table ruled only across are at least this many text heights long.
 MIN_RULE_LENGTH = 8.0
 
@@ -468,6 +470,9 @@ def _chart_boxes(
             )
             if not corner:
                 continue
+            plot = (down.position, down.start, across.end, across.position)
+            if _text_density(words, plot) > MAX_PLOT_TEXT or not _has_ticks(words, plot, height):
+                continue  # a framed text box or screenshot, not a plot
             box = (
                 max(down.position - 6 * height, 0.0),
                 max(down.start - 2.5 * height, 0.0),
@@ -477,6 +482,23 @@ def _chart_boxes(
             if not any(_overlaps(box, other) for other in taken + boxes):
                 boxes.append(box)
     return boxes
+
+
+def _has_ticks(words: Sequence[Word], plot: BBox, height: float) -> bool:
+    """Tick labels: a row of three or more labels under the x axis, or three or more
+    stacked left of the y axis (a caption under a frame is one run of words)."""
+    x0, y0, x1, y1 = plot
+    under = [w for w in words if _inside(w, (x0 - height, y1, x1 + height, y1 + 3 * height))]
+    if any(len(_chunks(row, height)) >= 3 for row in _text_rows(under)):
+        return True
+    beside = [w for w in words if _inside(w, (x0 - 6 * height, y0, x0, y1))]
+    return len(_text_rows(beside)) >= 3
+
+
+def _text_density(words: Sequence[Word], box: BBox) -> float:
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1.0)
+    inside = [w for w in words if _inside(w, box)]
+    return sum((w.x1 - w.x0) * (w.y1 - w.y0) for w in inside) / area
 
 
 def _overlaps(a: BBox, b: BBox) -> bool:

@@ -197,3 +197,26 @@ def test_out_that_is_a_file_is_a_usage_error_not_a_traceback(tmp_path: Path) -> 
     assert result.exit_code == 2, result.output  # click's usage error, with a message
     assert isinstance(result.exception, SystemExit)
     assert "file" in " ".join(result.output.split())
+
+
+def test_tables_land_in_the_outputs_and_no_tables_turns_them_off(tmp_path: Path) -> None:
+    from tests.fixtures.tables import SALES, TableSpec, make_table_pdf
+
+    pdf = make_table_pdf(tmp_path / "sales.pdf", [TableSpec(SALES, text_above=["Sales"])])
+    assert _process(tmp_path, pdf).returncode == 0
+    page = json.loads((tmp_path / "out" / "sales.json").read_text())["pages"][0]
+    (table,) = page["tables"]
+    assert table["rows"] == [list(r) for r in SALES] and table["status"] == "done"
+    assert {"row", "col", "row_span", "col_span", "text", "bbox"} <= set(table["cells"][0])
+    assert "| Region | Units | Revenue | Margin |" in (tmp_path / "out" / "sales.md").read_text()
+
+    result = subprocess.run(
+        [*_argv(tmp_path, pdf), "--reprocess", "--no-tables"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    page = json.loads((tmp_path / "out" / "sales.json").read_text())["pages"][0]
+    assert page["tables"] == [] and "North" in page["text"]
