@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from docintel.engines.base import EngineConfig
 from docintel.models import PageStatus
-from docintel.pipeline.leases import Lease, claim, claim_batch
+from docintel.pipeline.leases import Lease, claim, claim_batch, hold_here
 from docintel.settings import Settings
 from docintel.storage import BlobStore, open_store
 
@@ -62,6 +62,7 @@ class StageContext:
     def _hold(self, lease: Lease | None) -> Lease | None:
         if lease is not None:
             self.leases.append(lease)
+            hold_here(lease)
         return lease
 
     def injected_delay(self, stage: str) -> None:

@@ -49,6 +49,28 @@ class Lease:
     status: PageStatus
 
 
+# Tokens of the leases this process's runs hold now. An embedded run that owns its
+# database takes over every other lease at once; concurrent submits in one process
+# (threads) must not take each other's.
+_held_here: set[str] = set()
+_held_here_lock = threading.Lock()
+
+
+def hold_here(lease: Lease) -> None:
+    with _held_here_lock:
+        _held_here.add(lease.token)
+
+
+def forget_held_here(leases: Sequence[Lease]) -> None:
+    with _held_here_lock:
+        _held_here.difference_update(lease.token for lease in leases)
+
+
+def held_here() -> frozenset[str]:
+    with _held_here_lock:
+        return frozenset(_held_here)
+
+
 def db_now(session: Session) -> datetime:
     """The database's clock: every host compares leases against the same time.
 

@@ -33,7 +33,7 @@ from docintel.models import (
     WorkerHeartbeat,
 )
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.leases import IN_FLIGHT, db_now
+from docintel.pipeline.leases import IN_FLIGHT, db_now, held_here
 from docintel.pipeline.ocr import ocr_batch_size
 from docintel.pipeline.page import ocr_queue
 from docintel.pipeline.page_results import fail_candidates
@@ -121,6 +121,9 @@ def _take_back_lapsed(
     )
     if not regardless:
         query = query.where(Page.lease_expires_at < now)
+    elif mine := held_here():
+        # Taking over regardless still spares the leases this process's runs hold.
+        query = query.where(Page.claim_token.not_in(mine))
     if document_id is not None:
         query = query.where(Page.document_id == document_id)
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from docintel.db import session_scope
 from docintel.errors import DocumentError, ErrorCode
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.leases import Lease, release
+from docintel.pipeline.leases import Lease, forget_held_here, release
 from docintel.pipeline.priority import TASK_PRIORITY
 from docintel.queue import outbox
 from docintel.settings import Settings, get_settings
@@ -56,8 +56,17 @@ class StageTask(Task):
 
 
 def run_stage(stage: Stage, *args: Any, on_failure: FailureHook | None = None) -> None:
-    settings = get_settings()
     held: list[Lease] = []
+    try:
+        _run_stage(stage, args, on_failure, held)
+    finally:
+        forget_held_here(held)  # written, released or failed: no longer this process's
+
+
+def _run_stage(
+    stage: Stage, args: tuple[Any, ...], on_failure: FailureHook | None, held: list[Lease]
+) -> None:
+    settings = get_settings()
     holder, retries = _task_identity()
     try:
         with session_scope(settings.database_url) as session:
