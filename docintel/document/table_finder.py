@@ -47,6 +47,8 @@ DRAWN = 0.5
 MIN_UNRULED_COLUMNS = 3
 MIN_UNRULED_ROWS = 3
 MAX_UNRULED_CELL_CHARS = 28
+# A run of text this long in a row is prose, not a cell (when finding unruled tables).
+PROSE_CHARS = 45
 # Rows of one unruled table are at most this many text heights apart.
 MAX_ROW_GAP = 2.6
 # A plot's area (inside its axes) is at most this share text: legends, labels.
@@ -398,8 +400,12 @@ def _ruled_across_boxes(
 
 
 def _aligned_text_boxes(words: Sequence[Word], height: float) -> list[BBox]:
-    """Runs of rows that break into three or more chunks: candidates for unruled tables."""
-    rows = _text_rows(words)
+    """Runs of rows that break into three or more chunks: candidates for unruled tables.
+
+    Runs of prose (a column of body text beside the table) are left out first, so
+    they neither count as a column nor widen the table's box.
+    """
+    rows = [kept for row in _text_rows(words) if (kept := _without_prose(row, height))]
     boxes: list[BBox] = []
     run: list[list[Word]] = []
     misses = 0
@@ -447,6 +453,10 @@ def _aligned_text_boxes(words: Sequence[Word], height: float) -> list[BBox]:
                 run.append(row)  # a wrapped cell or a row label alone; dropped if last
     close()
     return boxes
+
+
+def _without_prose(row: Sequence[Word], height: float) -> list[Word]:
+    return [w for c in _chunks(row, height) if len(c.text) <= PROSE_CHARS for w in c.words]
 
 
 def _chart_boxes(
