@@ -72,7 +72,13 @@ def _resolve(table: dict[str, str], name: str, kind: str) -> Factory:
             f"unknown {kind} engine {name!r}; choose one of {', '.join(sorted(table))}"
         ) from None
     module_name, _, attr = target.partition(":")
-    factory: Factory = getattr(importlib.import_module(module_name), attr)
+    try:
+        factory: Factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        if ":" not in name:
+            raise  # a package missing on this host: another worker may have it
+        # A misspelt target of one's own: a configuration no worker can run.
+        raise EngineError(f"cannot load the {kind} engine {name!r}: {error}") from error
     return factory
 
 

@@ -272,3 +272,15 @@ def test_a_page_whose_extraction_keeps_killing_workers_is_done_without_it(
         assert page.text and "North" in page.text
         (table,) = page.extractions
         assert table.status == "failed" and (table.error or "").startswith("timeout")
+
+
+def test_an_engine_that_cannot_be_loaded_fails_the_extractions_not_the_pages(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pdf = _unique_pdf(tmp_path, TableSpec(SALES))
+    _, out, _ = _run(
+        tmp_path, monkeypatch, database_url, pdf, env={"DOCINTEL_TABLE_ENGINE": "no.such:engine"}
+    )
+    assert out["document"]["status"] == "done"
+    (table,) = out["pages"][0]["tables"]
+    assert table["status"] == "failed" and "cannot load the extraction engine" in table["error"]
