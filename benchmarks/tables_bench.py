@@ -4,7 +4,8 @@ Scores cell F1 on the table documents of the shared corpus (camelot, tabula-java
 and docling ground truth). For each ground-truth table the best-matching
 predicted table of the same pages counts; F1 is over non-empty (row, col, text)
 cells after the best global row/column shift, texts matched when their fuzzy
-ratio is at least 90. Then the same pages rendered to 200-dpi images
+ratio is at least 90 (texts compared with whitespace collapsed and trailing dot
+leaders dropped, on every side). Then the same pages rendered to 200-dpi images
 (image-only) are scored for docintel's scanned path (RapidOCR) and img2table
 (OpenCV with its RapidOCR backend).
 
@@ -53,8 +54,13 @@ class Case:
 # -- ground truth ------------------------------------------------------------------------
 
 
+_LEADERS = re.compile(r"(?:\s*\.){4,}\s*$")
+
+
 def _clean(text: str) -> str:
-    return " ".join(str(text).split())
+    """Whitespace collapsed and trailing dot leaders dropped, for every system and the
+    ground truth alike: leaders are filler, and OCR keeps or loses them at random."""
+    return _LEADERS.sub("", " ".join(str(text).split()))
 
 
 def _csv(path: Path) -> Grid:

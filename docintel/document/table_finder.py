@@ -47,6 +47,7 @@ DRAWN = 0.5
 MIN_UNRULED_COLUMNS = 3
 MIN_UNRULED_ROWS = 3
 MAX_UNRULED_CELL_CHARS = 28
+_LEADERS = re.compile(r"(?:\s*\.){4,}\s*$")
 # A run of text this long in a row is prose, not a cell (when finding unruled tables).
 PROSE_CHARS = 45
 # Rows of one unruled table are at most this many text heights apart.
@@ -769,7 +770,9 @@ def _index(edges: list[float], value: float) -> int:
 
 
 def _cell_text(words: Sequence[Word]) -> str:
-    return " ".join(w.text for row in _text_rows(words) for w in row)
+    text = " ".join(w.text for row in _text_rows(words) for w in row)
+    # Dot leaders ("Total . . . . . .") fill space; they are not the cell's text.
+    return _LEADERS.sub("", text)
 
 
 def _header_rows(cells: Sequence[Cell], n_rows: int) -> int:
