@@ -17,6 +17,7 @@ data loses no work.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -39,10 +40,11 @@ from docintel.pipeline.page import ocr_queue
 from docintel.pipeline.page_results import fail_candidates
 from docintel.pipeline.priority import page_priority
 from docintel.pipeline.regions import extract_batch_size, extract_queue
+from docintel.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 10_000
-# Worker rows silent this long are gone for good (a clean stop deletes its own).
-_FORGET_WORKERS_AFTER = timedelta(hours=1)
 
 
 def sweep(ctx: StageContext, *, broker_lost: bool = False) -> list[FollowUp]:
@@ -50,9 +52,24 @@ def sweep(ctx: StageContext, *, broker_lost: bool = False) -> list[FollowUp]:
     now = db_now(session)
     follow_ups = _take_back_lapsed(ctx, now)
 
+    # A worker that stopped reporting in without signing off died: the messages it
+    # had taken but not started stay invisible in the broker until its visibility
+    # timeout (an hour). Their work is sent again now; a duplicate finds it claimed.
+    gone = session.execute(
+        delete(WorkerHeartbeat)
+        .where(WorkerHeartbeat.heartbeat_at < now - timedelta(seconds=silent_after_s(settings)))
+        .returning(WorkerHeartbeat.hostname, WorkerHeartbeat.pid)
+    ).all()
+    if gone:
+        log.warning(
+            "workers stopped reporting in (%s): re-sending the waiting work they may have held",
+            ", ".join(f"{row.hostname}:{row.pid}" for row in gone),
+        )
+
     # Waiting work whose message may be gone: all of it when the broker lost its
-    # data; otherwise only what sat untouched for the safety-net time.
-    cutoff = None if broker_lost else now - timedelta(seconds=settings.stuck_after_s)
+    # data or a worker died; otherwise only what sat untouched for the safety net.
+    lost = broker_lost or bool(gone)
+    cutoff = None if lost else now - timedelta(seconds=settings.stuck_after_s)
     follow_ups += _resend_waiting(ctx, _waiting_pages(session, cutoff), now)
     queued = select(Document).where(Document.status == DocumentStatus.QUEUED)
     if cutoff is not None:
@@ -67,10 +84,12 @@ def sweep(ctx: StageContext, *, broker_lost: bool = False) -> list[FollowUp]:
     ):
         follow_ups.append(FollowUp("docintel.finalize", (str(doc_id),)))
 
-    session.execute(
-        delete(WorkerHeartbeat).where(WorkerHeartbeat.heartbeat_at < now - _FORGET_WORKERS_AFTER)
-    )
     return _deduplicated(follow_ups)
+
+
+def silent_after_s(settings: Settings) -> float:
+    """A worker silent this long is gone (it reports in every few seconds)."""
+    return max(15.0, 3.0 * settings.sweep_interval_s)
 
 
 def resume_document(ctx: StageContext, document_id: str, *, take_over: bool) -> list[FollowUp]:

@@ -24,7 +24,7 @@ from docintel.db import session_scope
 from docintel.models import ClusterState, WorkerHeartbeat
 from docintel.pipeline.context import StageContext
 from docintel.pipeline.leases import db_now, process_name
-from docintel.pipeline.sweeper import sweep
+from docintel.pipeline.sweeper import silent_after_s, sweep
 from docintel.queue import broker_epoch, outbox
 from docintel.settings import Settings, get_settings
 
@@ -165,7 +165,7 @@ class Maintenance:
 def live_consumers(settings: Settings, queue: str) -> int:
     """Workers consuming ``queue`` that reported in within the last few ticks."""
     with session_scope(settings.database_url) as session:
-        since = db_now(session) - timedelta(seconds=max(15, 3 * settings.sweep_interval_s))
+        since = db_now(session) - timedelta(seconds=silent_after_s(settings))
         rows = session.scalars(
             select(WorkerHeartbeat.queues).where(WorkerHeartbeat.heartbeat_at >= since)
         ).all()

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from docintel.db import session_scope
-from docintel.models import Document, DocumentStatus, Page, PageStatus
+from docintel.models import Document, DocumentStatus, Page, PageStatus, WorkerHeartbeat
 from docintel.models.base import utcnow
 from docintel.pipeline import finalize, page, split, sweeper
 from docintel.pipeline.context import FollowUp, StageContext
@@ -97,11 +97,47 @@ def _doc(settings: Settings, doc_id: uuid.UUID) -> Document:
         return doc
 
 
+def _no_dead_workers(settings: Settings) -> None:
+    # Workers other tests killed left their rows: each would look like a death.
+    with session_scope(settings.database_url) as session:
+        session.execute(delete(WorkerHeartbeat))
+
+
 def test_fresh_work_is_left_alone(settings: Settings, tmp_path: Path) -> None:
+    _no_dead_workers(settings)
     doc_id = _ingest(settings, fx.make_text_pdf(tmp_path / "fresh.pdf", [f"One {RUN}", "Two"]))
     page_ids = _split(settings, doc_id)
     sent = _sweep(settings)
     assert not [f for f in sent if f.args and f.args[0] in (str(doc_id), *page_ids)]
+
+
+def test_waiting_work_is_resent_at_once_when_a_worker_dies(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A SIGKILLed worker takes the messages it had reserved but not started with it:
+    the broker hides them until its visibility timeout (an hour). Their pages hold no
+    lease, so only the worker's silence tells."""
+    _no_dead_workers(settings)
+    doc_id = _ingest(settings, fx.make_text_pdf(tmp_path / "held.pdf", [f"Held {RUN}", "Two"]))
+    page_ids = _split(settings, doc_id)
+    with session_scope(settings.database_url) as session:
+        silent = utcnow() - timedelta(seconds=sweeper.silent_after_s(settings) + 5)
+        session.add(
+            WorkerHeartbeat(
+                id=str(uuid.uuid4()),
+                hostname="killed",
+                pid=4242,
+                queues="cpu",
+                started_at=silent,
+                heartbeat_at=silent,
+            )
+        )
+    sent = _sweep(settings)
+    assert {f.args[0] for f in sent if f.task == "docintel.process_page"} >= set(page_ids)
+    with session_scope(settings.database_url) as session:
+        assert session.scalar(select(WorkerHeartbeat).where(WorkerHeartbeat.pid == 4242)) is None
+    again = _sweep(settings)  # once: the dead worker is forgotten, the pages were touched
+    assert not [f for f in again if f.args and f.args[0] in page_ids]
 
 
 def test_lost_messages_are_resent_and_the_documents_complete(
