@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from docintel.document.table_finder import read_region
+from docintel.document.table_reader import read_region
 from docintel.engines.base import EngineConfig, RegionInput, RegionResult
 
 NAME = "cpu-tables"

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from docintel.document.render import render_page
-from docintel.document.table_finder import find_tables, read_region
+from docintel.document.table_finder import find_tables
+from docintel.document.table_reader import read_region
 from docintel.document.textlayer import extract_text_lines
 from docintel.geometry import Region, TextLine
 from tests.fixtures.documents import make_text_pdf
