@@ -308,11 +308,11 @@ def crop_region(
     bottom = min(int(box[3] + 0.999) + CROP_MARGIN, image.height)
     if right - left < 2 or bottom - top < 2:
         return None
-    inside = [_moved(line, -left, -top) for line in lines if _centre_in(line, box)]
+    inside = [_moved(line, -left, -top) for line in lines if centre_in(line, box)]
     return image.crop((left, top, right, bottom)), inside, (left, top)
 
 
-def _centre_in(line: TextLine, box: BBox) -> bool:
+def centre_in(line: TextLine, box: BBox) -> bool:
     x0, y0, x1, y1 = line.bbox
     return box[0] <= (x0 + x1) / 2 <= box[2] and box[1] <= (y0 + y1) / 2 <= box[3]
 

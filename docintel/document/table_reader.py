@@ -86,7 +86,7 @@ def read_table(
     if ruled_grid:
         table = _read_grid(inside, rulings, box, [box[0], *cols, box[2]], [box[1], *rows, box[3]])
     else:
-        table = _read_rows(text_rows, col_edges, height, rulings_rows=rows)
+        table = _read_rows(text_rows, col_edges, height)
     table = _without_empty_lines(table)
     n_rows, n_cols = table.shape
     if n_rows < 2 or n_cols < 2:
@@ -184,11 +184,8 @@ def _read_rows(
     text_rows: list[list[Word]],
     col_edges: list[float],
     height: float,
-    *,
-    rulings_rows: list[float],
 ) -> Table:
     """One table row per text row; a chunk crossing a column edge spans those columns."""
-    n_cols = len(col_edges) - 1
     cells: list[Cell] = []
     for r, row in enumerate(text_rows):
         placed: list[tuple[int, int, list[Word]]] = []
@@ -215,7 +212,6 @@ def _read_rows(
     header = 1 if len(text_rows) >= 2 else 0
     if header and any(c.row == 0 and c.col_span > 1 for c in cells) and len(text_rows) > 2:
         header = 2  # a spanning header over a row of sub-headers
-    del n_cols, rulings_rows
     return Table(tuple(cells), header_rows=header, shape=(len(text_rows), len(col_edges) - 1))
 
 

@@ -41,9 +41,6 @@ class Word:
     def cy(self) -> float:
         return (self.y0 + self.y1) / 2
 
-    def shifted(self, dx: float, dy: float) -> Word:
-        return Word(self.text, self.x0 + dx, self.y0 + dy, self.x1 + dx, self.y1 + dy, self.size)
-
 
 @dataclass(frozen=True, slots=True)
 class Chunk:

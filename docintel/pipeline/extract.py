@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from docintel.document.reading_order import Block, compose_page
-from docintel.document.table_finder import CROP_MARGIN, crop_region
+from docintel.document.table_finder import CROP_MARGIN, centre_in, crop_region
 from docintel.document.tables import Table
 from docintel.engines.base import EngineError, ExtractionEngine, RegionInput, RegionResult
 from docintel.engines.registry import get_extraction_engine
@@ -224,14 +224,8 @@ def _crop(
     return RegionInput(region.kind, crop, tuple(inside), exact_boxes=text_layer)
 
 
-def _centre_in(line: TextLine, box: BBox) -> bool:
-    x0, y0, x1, y1 = line.bbox
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
-
-
 def _title(lines: Sequence[TextLine], box: BBox) -> str | None:
-    inside = [line for line in lines if _centre_in(line, box) and line.text.strip()]
+    inside = [line for line in lines if centre_in(line, box) and line.text.strip()]
     if not inside:
         return None
     return min(inside, key=lambda line: (line.bbox[1], line.bbox[0])).text.strip()

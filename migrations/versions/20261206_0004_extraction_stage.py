@@ -18,8 +18,9 @@ depends_on: str | Sequence[str] | None = None
 _OLD = ("pending", "ocr", "done", "failed")
 _NEW = ("pending", "ocr", "extract", "done", "failed")
 
-# One row per table: its document, page, place, and rows as JSON.
-_VIEW_POSTGRES = """
+# One row per table: its document, page, place, and rows as JSON. The dialects
+# differ only in how they read a JSON field.
+_VIEW = """
 CREATE VIEW document_tables AS
 SELECT p.document_id,
        d.filename,
@@ -31,33 +32,20 @@ SELECT p.document_id,
        e.engine,
        e.bbox,
        e.markdown,
-       e.data -> 'rows' AS rows,
-       coalesce((e.data ->> 'header_rows')::int, 0) AS header_rows
+       {rows} AS rows,
+       coalesce({header_rows}, 0) AS header_rows
 FROM extractions e
 JOIN pages p ON p.id = e.page_id
 JOIN documents d ON d.id = p.document_id
 WHERE e.kind = 'table'
 """
-
-_VIEW_SQLITE = """
-CREATE VIEW document_tables AS
-SELECT p.document_id,
-       d.filename,
-       p.number AS page_number,
-       e.idx AS table_index,
-       row_number() OVER (PARTITION BY p.document_id ORDER BY p.number, e.idx) AS table_number,
-       e.id AS extraction_id,
-       e.status,
-       e.engine,
-       e.bbox,
-       e.markdown,
-       json_extract(e.data, '$.rows') AS rows,
-       coalesce(json_extract(e.data, '$.header_rows'), 0) AS header_rows
-FROM extractions e
-JOIN pages p ON p.id = e.page_id
-JOIN documents d ON d.id = p.document_id
-WHERE e.kind = 'table'
-"""
+_JSON_FIELDS = {
+    "postgresql": {"rows": "e.data -> 'rows'", "header_rows": "(e.data ->> 'header_rows')::int"},
+    "sqlite": {
+        "rows": "json_extract(e.data, '$.rows')",
+        "header_rows": "json_extract(e.data, '$.header_rows')",
+    },
+}
 
 
 def _status_check(values: tuple[str, ...]) -> None:
@@ -69,8 +57,7 @@ def _status_check(values: tuple[str, ...]) -> None:
 
 def upgrade() -> None:
     _status_check(_NEW)
-    postgres = op.get_bind().dialect.name == "postgresql"
-    op.execute(_VIEW_POSTGRES if postgres else _VIEW_SQLITE)
+    op.execute(_VIEW.format(**_JSON_FIELDS[op.get_bind().dialect.name]))
 
 
 def downgrade() -> None:
