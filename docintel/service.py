@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from docintel.db import session_scope
 from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Page, PageStatus
-from docintel.pipeline.context import StageContext
+from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.ingest import IngestResult, ingest_file
 from docintel.pipeline.sweeper import resume_document
 from docintel.queue import outbox
@@ -79,6 +79,13 @@ def submit(
             f"{path.name} is stored as document {result.document_id} and starts once the "
             "broker is back (a worker sends it, or run this command again)"
         ) from error
+    if settings.embedded:
+        # Its work is done by now: settle the document once more. Concurrent submits of
+        # one file in one process finish each other's pages, and a finalize that ran
+        # while another thread's page was in flight must not leave it processing.
+        from docintel.queue.base import dispatch
+
+        dispatch([FollowUp("docintel.finalize", (str(result.document_id),))])
     return result
 
 
