@@ -82,6 +82,8 @@ def _table_json(table: Extraction) -> dict[str, Any]:
         "cells": data.get("cells", []),
         "header_rows": data.get("header_rows", 0),
         "engine": table.engine,
+        "model": table.model,
+        "prompt_version": table.prompt_version,
         "status": table.status,
         "error": table.error,
     }
@@ -96,6 +98,8 @@ def _chart_json(chart: Extraction) -> dict[str, Any]:
         # The chart schema (docintel.document.charts) once an engine read it.
         "data": data if chart.status == "done" else None,
         "engine": chart.engine,
+        "model": chart.model,
+        "prompt_version": chart.prompt_version,
         "status": chart.status,
         "error": chart.error,
     }

@@ -63,6 +63,18 @@ class Settings(BaseSettings):
         description="Extraction engine for chart regions; 'none' stores them with their "
         "title (status no_engine): chart data needs a vision-language model.",
     )
+    extract_model: str = Field(
+        default="microsoft/Phi-3.5-vision-instruct",
+        description="Checkpoint id or local directory for the phi35v and vlm extraction engines.",
+    )
+    extract_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Extraction engine options as JSON, e.g. {"table_max_crops": 16, '
+        '"chart_max_new_tokens": 1024}.',
+    )
+    extract_batch_size: int = Field(
+        default=8, ge=1, description="Regions per batched generate call of a model engine."
+    )
     extract_batch_pages: int = Field(
         default=8, ge=1, description="Pages whose regions one GPU extraction task reads."
     )

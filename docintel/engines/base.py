@@ -34,6 +34,20 @@ class EngineConfig:
         return dict(self.options).get(key, default)
 
 
+def frozen_options(options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Engine options from JSON settings as a hashable (cache key) tuple."""
+    return tuple(sorted((k, _frozen(v)) for k, v in options.items()))
+
+
+def _frozen(value: Any) -> Any:
+    # EngineConfig is a cache key: JSON lists and objects become hashable tuples.
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return value
+
+
 @runtime_checkable
 class OcrEngine(Protocol):
     """Batch OCR: one list of lines per input image, polygons in that image's pixels."""

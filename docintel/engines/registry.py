@@ -33,12 +33,14 @@ _DETECTOR_FACTORIES: dict[str, str] = {
 }
 _EXTRACTION_FACTORIES: dict[str, str] = {
     "cpu-tables": "docintel.engines.cpu_tables:build",
+    "phi35v": "docintel.engines.phi35v.engine:build",
+    "vlm": "docintel.engines.hf_vlm:build",
 }
 # The extraction engine name that stores chart regions without reading them.
 NO_EXTRACTION = "none"
 
 # Which queue an engine belongs on: CPU engines run next to rendering.
-GPU_ENGINES = frozenset({"florence2"})
+GPU_ENGINES = frozenset({"florence2", "phi35v", "vlm"})
 
 # Engines in one slot replace each other; engines in different slots coexist.
 _SLOT = {"ocr": "page", "detector": "page", "extraction": "region"}
@@ -88,16 +90,27 @@ def _get(kind: str, table: dict[str, str], config: EngineConfig) -> Any:
         engine = _cache.get(key)
         if engine is not None:
             return engine
-        # Engines of every kind built from another config go first: an OCR engine
-        # and a detector share one set of weights, and a worker must never hold the
-        # old set beside the new one until the other kind happens to be asked for.
-        # The extraction engine is another model: it stays beside the page model.
-        stale = [k for k in _cache if k[1] != config and _SLOT[k[0]] == _SLOT[kind]]
+        # Engines of every kind built from another config of the same model go
+        # first: an OCR engine and a detector share one set of weights, and a
+        # worker must never hold the old set beside the new one until the other
+        # kind happens to be asked for. Different engines coexist (a CPU table
+        # reader beside a chart model), and the extraction model stays beside the
+        # page model.
+        stale = [
+            k
+            for k in _cache
+            if k[1] != config and _SLOT[k[0]] == _SLOT[kind] and _same_model(k[1], config)
+        ]
         for k in stale:
             _release(_cache.pop(k))
         engine = _resolve(table, config.name, kind)(config)
         _cache[key] = engine
         return engine
+
+
+def _same_model(a: EngineConfig, b: EngineConfig) -> bool:
+    """Two configs whose engines would hold weights of one kind (replace, never stack)."""
+    return a.name == b.name or (a.name in GPU_ENGINES and b.name in GPU_ENGINES)
 
 
 def get_ocr_engine(config: EngineConfig) -> OcrEngine:

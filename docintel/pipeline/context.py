@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from docintel.engines.base import EngineConfig
+from docintel.engines.base import EngineConfig, frozen_options
 from docintel.models import PageStatus
 from docintel.pipeline.leases import Lease, claim, claim_batch, hold_here
 from docintel.settings import Settings
@@ -90,14 +90,5 @@ def ocr_engine_config(settings: Settings) -> EngineConfig:
         dtype=settings.dtype,
         batch_size=settings.ocr_batch_size,
         threads=settings.ocr_threads,
-        options=tuple(sorted((k, _frozen(v)) for k, v in settings.ocr_options.items())),
+        options=frozen_options(settings.ocr_options),
     )
-
-
-def _frozen(value: Any) -> Any:
-    # EngineConfig is a cache key: JSON lists and objects become hashable tuples.
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-    return value

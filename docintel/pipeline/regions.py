@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from docintel.document.table_finder import find_tables
-from docintel.engines.base import EngineConfig
+from docintel.engines.base import EngineConfig, frozen_options
 from docintel.engines.registry import GPU_ENGINES, NO_EXTRACTION
 from docintel.geometry import Region, RegionKind, TextLine
 from docintel.settings import Settings
@@ -57,7 +57,12 @@ def extraction_config(settings: Settings, kind: RegionKind) -> EngineConfig | No
     if name == NO_EXTRACTION:
         return None
     return EngineConfig(
-        name=name, device=settings.device, dtype=settings.dtype, batch_size=settings.ocr_batch_size
+        name=name,
+        model=settings.extract_model if name in GPU_ENGINES else "",
+        device=settings.device,
+        dtype=settings.dtype,
+        batch_size=settings.extract_batch_size,
+        options=frozen_options(settings.extract_options),
     )
 
 

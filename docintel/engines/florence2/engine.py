@@ -44,6 +44,7 @@ from docintel.engines.florence2.tiling import (
     split_tile,
     tile_grid,
 )
+from docintel.engines.torch_runtime import is_out_of_memory
 from docintel.geometry import Region, RegionKind, TextLine
 
 log = logging.getLogger(__name__)
@@ -89,16 +90,6 @@ class _Job:
     index: int  # which input image
     tile: Tile
     prompt: str
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    import torch
-
-    oom_type = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    if isinstance(error, oom_type):
-        return True
-    text = f"{type(error).__name__} {error}".lower()
-    return "out of memory" in text or "outofmemory" in text
 
 
 def _int_option(config: EngineConfig, key: str, default: int, minimum: int) -> int:

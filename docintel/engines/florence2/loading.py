@@ -12,7 +12,6 @@ package must stay cheap for the API and CPU-only tools.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 from dataclasses import dataclass
@@ -20,23 +19,20 @@ from typing import Any
 
 from docintel.engines.base import EngineConfig, EngineError
 
+# resolve_* and free_memory are used here and by the engine and tests through this module.
+from docintel.engines.torch_runtime import (
+    free_memory,
+    resolve_attn,
+    resolve_device,
+    resolve_dtype,
+)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "florence-community/Florence-2-base"
 
 ModelKey = tuple[str, str, str, str]
 """(checkpoint, device, dtype name, attention implementation of the text model)."""
-
-_DTYPE_NAMES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "float": "float32",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,48 +62,6 @@ class _Entry:
 
 _lock = threading.Lock()
 _entries: dict[ModelKey, _Entry] = {}
-
-
-def resolve_device(requested: str) -> str:
-    import torch
-
-    if requested in ("", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise EngineError(f"device {requested!r} requested but CUDA is not available")
-    return requested
-
-
-def resolve_dtype(requested: str, device: str) -> str:
-    """A torch dtype name. auto: bf16 on CUDA where supported, else fp16; fp32 on CPU."""
-    import torch
-
-    if requested in ("", "auto"):
-        if not device.startswith("cuda"):
-            return "float32"
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    try:
-        return _DTYPE_NAMES[requested.lower()]
-    except KeyError:
-        raise EngineError(
-            f"unsupported dtype {requested!r}; use auto, float32, float16 or bfloat16"
-        ) from None
-
-
-def resolve_attn(requested: str | None, device: str, dtype_name: str) -> str:
-    """The text model's attention: flash_attention_2 only with CUDA, flash-attn and fp16/bf16.
-
-    flash-attn has no float32 kernels: asked for with float32 weights, it loads
-    and then fails on every forward.
-    """
-    if requested and requested != "auto":
-        return requested
-    from transformers.utils import is_flash_attn_2_available
-
-    half = dtype_name in ("float16", "bfloat16")
-    if device.startswith("cuda") and half and is_flash_attn_2_available():
-        return "flash_attention_2"
-    return "sdpa"
 
 
 def attn_per_submodel(attn: str) -> dict[str, str]:
@@ -188,14 +142,6 @@ def release(key: ModelKey) -> None:
         del _entries[key]
         del entry
     free_memory(key[1])
-
-
-def free_memory(device: str) -> None:
-    gc.collect()
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 def loaded_keys() -> list[ModelKey]:

@@ -1,0 +1,82 @@
+"""Device, dtype and attention choices, and out-of-memory handling, shared by the model engines.
+
+torch and transformers are imported inside the functions: the registry imports
+engine modules to find their factories, and that must stay cheap.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from docintel.engines.base import EngineError
+
+_DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested in ("", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineError(f"device {requested!r} requested but CUDA is not available")
+    return requested
+
+
+def resolve_dtype(requested: str, device: str) -> str:
+    """A torch dtype name. auto: bf16 on CUDA where supported, else fp16; fp32 on CPU."""
+    import torch
+
+    if requested in ("", "auto"):
+        if not device.startswith("cuda"):
+            return "float32"
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    try:
+        return _DTYPE_NAMES[requested.lower()]
+    except KeyError:
+        raise EngineError(
+            f"unsupported dtype {requested!r}; use auto, float32, float16 or bfloat16"
+        ) from None
+
+
+def resolve_attn(requested: str | None, device: str, dtype_name: str) -> str:
+    """The text model's attention: flash_attention_2 only with CUDA, flash-attn and fp16/bf16.
+
+    flash-attn has no float32 kernels: asked for with float32 weights, it loads
+    and then fails on every forward.
+    """
+    if requested and requested != "auto":
+        return requested
+    from transformers.utils import is_flash_attn_2_available
+
+    half = dtype_name in ("float16", "bfloat16")
+    if device.startswith("cuda") and half and is_flash_attn_2_available():
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def free_memory(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    oom_type = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    if isinstance(error, oom_type):
+        return True
+    text = f"{type(error).__name__} {error}".lower()
+    return "out of memory" in text or "outofmemory" in text
