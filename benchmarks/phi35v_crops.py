@@ -74,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     widths = sorted(w for w, _, _ in found)
     print(f"{len(found)} table regions at {DPI} dpi; width median {statistics.median(widths)} px,")
-    print(f"range {widths[0]}-{widths[-1]} px; median text height {_median(h for *_, h in found)} px")
+    print(
+        f"range {widths[0]}-{widths[-1]} px; median text height {_median(h for *_, h in found)} px"
+    )
     print()
     header = (
         f"{'policy':<14} {'crops':>6} {'tokens med':>10} {'tokens max':>10} "

@@ -102,14 +102,14 @@ def load(source: str, device: str = "auto", dtype: str = "auto", attn: str | Non
     fill_weights(model, weight_files(directory), device)
     model.eval()
     model.requires_grad_(False)
-    tokenizer = _tokenizer(directory)
+    tokenizer = load_tokenizer(directory)
     loaded = LoadedPhi35V(
         source=source,
         model=model,
         tokenizer=tokenizer,
         device=device,
         dtype_name=dtype_name,
-        attn_implementation=attn,
+        attn_implementation=str(model.config._attn_implementation),  # after any fallback
         eos_token_ids=_eos_ids(directory, tokenizer),
         seconds=time.perf_counter() - started,
     )
@@ -118,7 +118,7 @@ def load(source: str, device: str = "auto", dtype: str = "auto", attn: str | Non
         source,
         device,
         dtype_name,
-        attn,
+        loaded.attn_implementation,
         loaded.seconds,
     )
     return loaded
@@ -175,7 +175,7 @@ def fill_weights(model: Phi35VisionForCausalLM, files: list[Path], device: str) 
     missing = sorted(expected - seen)
     if missing or unexpected:
         raise EngineError(_key_problem(missing, sorted(unexpected)))
-    _rebuild_buffers(model, torch.device(device))
+    rebuild_buffers(model, torch.device(device))
 
 
 def _tensors(files: list[Path], device: str) -> Iterator[tuple[str, torch.Tensor]]:
@@ -201,7 +201,7 @@ def _assign(model: Any, name: str, tensor: torch.Tensor, *, is_parameter: bool) 
         owner.register_buffer(attr, tensor)
 
 
-def _rebuild_buffers(model: Phi35VisionForCausalLM, device: torch.device) -> None:
+def rebuild_buffers(model: Phi35VisionForCausalLM, device: torch.device) -> None:
     """Compute on ``device`` the buffers a checkpoint does not store; refuse any other."""
     import torch
     from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding
@@ -232,7 +232,7 @@ def _key_problem(missing: list[str], unexpected: list[str]) -> str:
     return "the checkpoint does not match Phi-3.5-vision: " + "; ".join(parts)
 
 
-def _tokenizer(directory: Path) -> Any:
+def load_tokenizer(directory: Path) -> Any:
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 

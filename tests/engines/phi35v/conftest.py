@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,20 @@ def tiny_phi35v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_config(tiny_phi35v_dir: Path) -> ConfigFactory:
-    """EngineConfig for the tiny checkpoint on the CPU; keyword arguments become options."""
+    """EngineConfig for the tiny checkpoint; keyword arguments become options.
+
+    The CPU in float32 unless ``DOCINTEL_TEST_DEVICE`` / ``DOCINTEL_TEST_DTYPE``
+    say otherwise (``DOCINTEL_TEST_DEVICE=cuda`` runs the engine tests on a GPU).
+    """
+    device = os.environ.get("DOCINTEL_TEST_DEVICE", "cpu")
+    dtype = os.environ.get("DOCINTEL_TEST_DTYPE", "float32")
 
     def make(batch_size: int = 8, **options: Any) -> EngineConfig:
         return EngineConfig(
             name="phi35v",
             model=str(tiny_phi35v_dir),
-            device="cpu",
-            dtype="float32",
+            device=device,
+            dtype=dtype,
             batch_size=batch_size,
             options=tuple(sorted(options.items())),
         )

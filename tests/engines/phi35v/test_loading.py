@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from transformers.utils import is_flash_attn_2_available
 
 from docintel.engines.base import EngineError
 from docintel.engines.phi35v import loading
@@ -105,6 +106,12 @@ def test_half_precision_load_converts_every_tensor(golden_dir: Path) -> None:
     loaded = loading.load(str(golden_dir), "cpu", "bfloat16")
     assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
     assert loaded.attn_implementation == "sdpa"  # no CUDA: never flash-attn
+
+
+@pytest.mark.skipif(is_flash_attn_2_available(), reason="flash-attn is installed here")
+def test_flash_attention_without_the_package_falls_back_to_sdpa(golden_dir: Path) -> None:
+    loaded = loading.load(str(golden_dir), "cpu", "float32", attn="flash_attention_2")
+    assert loaded.attn_implementation == "sdpa"
 
 
 def test_config_of_another_model_is_refused(golden_dir: Path, tmp_path: Path) -> None:
