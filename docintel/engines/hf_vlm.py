@@ -56,6 +56,9 @@ class TransformersVlmEngine(VisionLanguageExtractor):
         self.pad_id = pad if pad is not None else self.eos_ids[0]
         self.generate_overrides: dict[str, Any] = {}
 
+    def release(self) -> None:
+        del self.model
+
     def generate(
         self, kind: RegionKind, images: Sequence[Image.Image], conversations: Sequence[Conversation]
     ) -> list[Answer]:

@@ -90,17 +90,11 @@ def _get(kind: str, table: dict[str, str], config: EngineConfig) -> Any:
         engine = _cache.get(key)
         if engine is not None:
             return engine
-        # Engines of every kind built from another config of the same model go
-        # first: an OCR engine and a detector share one set of weights, and a
-        # worker must never hold the old set beside the new one until the other
-        # kind happens to be asked for. Different engines coexist (a CPU table
-        # reader beside a chart model), and the extraction model stays beside the
-        # page model.
-        stale = [
-            k
-            for k in _cache
-            if k[1] != config and _SLOT[k[0]] == _SLOT[kind] and _same_model(k[1], config)
-        ]
+        # Engines of every kind built from another config go first: an OCR engine
+        # and a detector share one set of weights, and a worker must never hold the
+        # old set beside the new one until the other kind happens to be asked for.
+        # The extraction engines are other models: they stay beside the page model.
+        stale = [k for k in _cache if k[1] != config and _replaces(kind, config, k)]
         for k in stale:
             _release(_cache.pop(k))
         engine = _resolve(table, config.name, kind)(config)
@@ -108,9 +102,17 @@ def _get(kind: str, table: dict[str, str], config: EngineConfig) -> Any:
         return engine
 
 
-def _same_model(a: EngineConfig, b: EngineConfig) -> bool:
-    """Two configs whose engines would hold weights of one kind (replace, never stack)."""
-    return a.name == b.name or (a.name in GPU_ENGINES and b.name in GPU_ENGINES)
+def _replaces(kind: str, config: EngineConfig, cached: tuple[str, EngineConfig]) -> bool:
+    """Whether building ``config`` for ``kind`` drops the ``cached`` engine.
+
+    A page has one OCR model at a time. Regions may have one engine per kind
+    (the CPU reader for tables beside a model for charts): evicting one for the
+    other would reload them in turn on every task, so only another config of
+    the same extraction engine replaces it.
+    """
+    if _SLOT[cached[0]] != _SLOT[kind]:
+        return False
+    return _SLOT[kind] == "page" or cached[1].name == config.name
 
 
 def get_ocr_engine(config: EngineConfig) -> OcrEngine:

@@ -24,6 +24,7 @@ from typing import Literal
 from PIL import Image
 
 from docintel.document.charts import ChartData
+from docintel.document.tables import Table
 from docintel.engines.base import EngineConfig, EngineError, RegionInput, RegionResult
 from docintel.engines.region_prompts import (
     PROMPT_VERSION,
@@ -126,6 +127,14 @@ class VisionLanguageExtractor:
         """One batched generation: an answer per (image, conversation), greedy."""
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Drop the model's weights (the engine is unusable after)."""
+
+    def close(self) -> None:
+        """Called by the registry when another config replaces this engine."""
+        self.release()
+        free_memory(self.device)
+
     def batch_order(self, image: Image.Image) -> float:
         """Sort key within a kind: regions of similar cost share a batch."""
         return float(image.width * image.height)
@@ -175,16 +184,12 @@ class VisionLanguageExtractor:
                 )
                 return RegionResult("failed", error=str(error), raw=answer.text)  # replaced
             return self._failed(job, answer, str(error))
-        if isinstance(parsed, ChartData):
-            return self._result(chart=parsed)
-        return self._result(table=parsed)
-
-    def _result(self, **found: object) -> RegionResult:
         return RegionResult(
             "done",
+            table=parsed if isinstance(parsed, Table) else None,
+            chart=parsed if isinstance(parsed, ChartData) else None,
             model=self.model_id,
             prompt_version=PROMPT_VERSION,
-            **found,  # type: ignore[arg-type]
         )
 
     def _failed(self, job: _Job, answer: Answer, error: str) -> RegionResult:

@@ -73,6 +73,9 @@ class Phi35VisionEngine(VisionLanguageExtractor):
         # Extra keyword arguments for generate (the tests script decoding here).
         self.generate_overrides: dict[str, Any] = {}
 
+    def release(self) -> None:
+        del self.loaded  # the last reference to the weights: the registry dropped the engine
+
     def crops_for(self, kind: RegionKind, image: Image.Image) -> int:
         return crops_needed(image.width, image.height, self.max_crops[kind])
 

@@ -187,3 +187,13 @@ def test_registry_keeps_the_model_beside_the_cpu_table_reader(make_config: Confi
     cpu = registry.get_extraction_engine(EngineConfig(name="cpu-tables"))
     assert registry.get_extraction_engine(make_config()) is model
     assert registry.get_extraction_engine(EngineConfig(name="cpu-tables")) is cpu
+
+
+def test_another_config_of_the_engine_replaces_it_and_frees_its_weights(
+    make_config: ConfigFactory,
+) -> None:
+    first = registry.get_extraction_engine(make_config())
+    assert isinstance(first, Phi35VisionEngine)
+    second = registry.get_extraction_engine(make_config(table_max_crops=4))
+    assert second is not first and not hasattr(first, "loaded")
+    assert isinstance(second, Phi35VisionEngine) and second.max_crops["table"] == 4
