@@ -73,21 +73,32 @@ def drop_database(url: str, admin_url: str = PG_ADMIN_URL) -> None:
 
 @contextmanager
 def redis_database() -> Iterator[str]:
-    """Lease a Redis database number (1-15) no other test run is using; flush it."""
+    """Lease a Redis database number (1-15) no other test run is using; flush it.
+
+    The leases live in database 0, not in the leased database: tests flush their
+    own database on purpose (a lost broker), and a lease kept there vanished with
+    it, so a test in another process took the same database while the first
+    one's worker still consumed from it, and each lost the other's messages.
+    """
     import redis
 
     require("Redis", REDIS_URL, 6379)
     base = REDIS_URL.rsplit("/", 1)[0]
-    for number in range(1, 16):
-        client = redis.Redis.from_url(f"{base}/{number}")
-        if client.set("docintel-test-lease", "1", nx=True, ex=3600):
+    leases = redis.Redis.from_url(f"{base}/0")
+    try:
+        for number in range(1, 16):
+            lease = f"docintel-test-lease:{number}"
+            if not leases.set(lease, "1", nx=True, ex=3600):
+                continue
+            client = redis.Redis.from_url(f"{base}/{number}")
             client.flushdb()
-            client.set("docintel-test-lease", "1", ex=3600)
             try:
                 yield f"{base}/{number}"
             finally:
                 client.flushdb()
                 client.close()
+                leases.delete(lease)
             return
-        client.close()
+    finally:
+        leases.close()
     pytest.fail("no free Redis database (1-15) for this test")
