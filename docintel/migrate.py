@@ -43,3 +43,39 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+class SchemaNotReady(RuntimeError):
+    """The database cannot be used as it is; the message says what to do."""
+
+
+def ensure_current(database_url: str) -> None:
+    """Make sure the schema is at the code's head before a command reads or writes.
+
+    An embedded SQLite database migrates itself; any other database is the
+    operator's to migrate, so the error says how.
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if database_url.startswith("sqlite"):
+        upgrade(database_url)
+        return
+    heads = set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+    except SQLAlchemyError as error:
+        reason = str(error.orig if hasattr(error, "orig") else error).strip().splitlines()[0]
+        raise SchemaNotReady(f"cannot reach the database: {reason}") from None
+    finally:
+        engine.dispose()
+    if current != heads:
+        state = "never migrated" if not current else f"at {', '.join(sorted(current))}"
+        raise SchemaNotReady(
+            f"the database is {state}; this docintel needs {', '.join(sorted(heads))}: "
+            "run `docintel db upgrade`"
+        )

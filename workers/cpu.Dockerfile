@@ -7,7 +7,7 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY docintel ./docintel
 COPY migrations ./migrations
 COPY workers ./workers
-RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-    && pip install --no-cache-dir .
+# No torch: the CPU path (text layer, RapidOCR on onnxruntime, CPU tables) needs none.
+RUN pip install --no-cache-dir .
 ENV DOCINTEL_DATA_DIR=/data
 CMD ["python", "workers/cpu_worker.py"]

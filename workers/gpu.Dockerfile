@@ -37,7 +37,7 @@ COPY workers ./workers
 RUN if [ "${WITH_FLASH_ATTN}" = "1" ]; then \
         pip install --no-cache-dir '.[gpu]'; \
     else \
-        pip install --no-cache-dir . 'accelerate>=1.0'; \
+        pip install --no-cache-dir '.[models]' 'accelerate>=1.0'; \
     fi
 # Weights are never downloaded at run time: mount a checkpoint directory
 # (compose mounts ./models at /models) and set DOCINTEL_OCR_MODEL to it, or

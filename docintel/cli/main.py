@@ -6,7 +6,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -74,29 +74,54 @@ def process(
     """
     from docintel.cli.process import run_process
 
+    settings = get_settings()
+    _schema_ready(settings.database_url)
     chosen = {"ocr_mode": ocr_mode, "dpi": dpi, "tables": tables}
     options = {k: v for k, v in chosen.items() if v is not None}
     code = run_process(
-        get_settings(), files, out, options, timeout=timeout, quiet=quiet, reprocess=reprocess
+        settings, files, out, options, timeout=timeout, quiet=quiet, reprocess=reprocess
     )
     raise typer.Exit(code)
 
 
 @app.command()
-def show(document_id: str) -> None:
+def show(
+    document: Annotated[
+        str, typer.Argument(help="The document's id, the start of it, or its file name")
+    ],
+) -> None:
     """Print a document's JSON (the output contract)."""
-    import uuid
-
+    from docintel.cli.documents import DocumentNotFound, resolve_document
     from docintel.db import session_scope
     from docintel.output import document_json, load_document
 
-    with session_scope(get_settings().database_url) as session:
-        doc = load_document(session, uuid.UUID(document_id))
-        if doc is None:
-            typer.echo(f"no document {document_id}", err=True)
-            raise typer.Exit(1)
+    settings = get_settings()
+    _schema_ready(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        try:
+            doc_id = resolve_document(session, document)
+        except DocumentNotFound as error:
+            _fail(str(error))
+        doc = load_document(session, doc_id)
+        if doc is None:  # deleted in between
+            _fail(f"no document {document}")
         json.dump(document_json(doc), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"docintel: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _schema_ready(database_url: str) -> None:
+    """Embedded SQLite migrates itself; elsewhere, one line saying to migrate."""
+    from docintel import migrate
+
+    try:
+        migrate.ensure_current(database_url)
+    except migrate.SchemaNotReady as error:
+        _fail(str(error))
 
 
 @app.command()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from docintel.db import session_scope
 from docintel.models import DocumentStatus
@@ -31,10 +32,40 @@ def run_process(
     quiet: bool,
     reprocess: bool = False,
 ) -> int:
-    if settings.database_url.startswith("sqlite"):
-        from docintel import migrate
+    try:
+        return _run_process(settings, files, out, options, timeout, quiet, reprocess)
+    except KeyboardInterrupt:
+        _leave_interrupted()
 
-        migrate.upgrade(settings.database_url)  # embedded mode sets itself up
+
+def _leave_interrupted() -> NoReturn:
+    """Ctrl-C: one line, exit 130, at once.
+
+    OCR engines run native threads (onnxruntime) under the embedded run; an
+    orderly interpreter shutdown beneath them aborts the process ("terminate
+    called without an active exception", exit 134). Leaving at once loses
+    nothing: every finished page is committed, and the next run takes over the
+    pages this one held (it holds the database's lock file, so it knows this
+    run is gone).
+    """
+    print(
+        "\ndocintel: interrupted; finished pages are kept. Run the same command again to resume.",
+        file=sys.stderr,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def _run_process(
+    settings: Settings,
+    files: list[Path],
+    out: Path,
+    options: dict[str, Any],
+    timeout: float | None,
+    quiet: bool,
+    reprocess: bool,
+) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     submitted: dict[Path, uuid.UUID] = {}

@@ -36,6 +36,9 @@ _EXTRACTION_FACTORIES: dict[str, str] = {
     "phi35v": "docintel.engines.phi35v.engine:build",
     "vlm": "docintel.engines.hf_vlm:build",
 }
+# What the `models` extra installs: an engine missing one is explained, not a traceback.
+_MODEL_PACKAGES = frozenset({"torch", "transformers", "tokenizers", "safetensors"})
+
 # The extraction engine name that stores chart regions without reading them.
 NO_EXTRACTION = "none"
 
@@ -78,7 +81,15 @@ def _resolve(table: dict[str, str], name: str, kind: str) -> Factory:
         factory: Factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as error:
         if ":" not in name:
-            raise  # a package missing on this host: another worker may have it
+            # A package missing on this host (another worker may have it): still an
+            # ImportError, saying how to get it.
+            if isinstance(error, ImportError) and error.name in _MODEL_PACKAGES:
+                raise ImportError(
+                    f"the {name} engine needs the model packages ({error.name} is missing): "
+                    "pip install 'docintel[models]'",
+                    name=error.name,
+                ) from error
+            raise
         # A misspelt target of one's own: a configuration no worker can run.
         raise EngineError(f"cannot load the {kind} engine {name!r}: {error}") from error
     return factory

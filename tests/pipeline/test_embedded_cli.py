@@ -220,3 +220,40 @@ def test_tables_land_in_the_outputs_and_no_tables_turns_them_off(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     page = json.loads((tmp_path / "out" / "sales.json").read_text())["pages"][0]
     assert page["tables"] == [] and "North" in page["text"]
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path: Path) -> None:
+    """Was: 'terminate called without an active exception' and exit 134, OCR threads
+    still running under the interpreter's shutdown."""
+    texts = [f"Scanned page number {n}" for n in range(1, 9)]
+    path = fx.make_scanned_pdf(tmp_path / "scans.pdf", texts, dpi=150)
+    first = subprocess.Popen(
+        _argv(tmp_path, path),
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = tmp_path / "state" / "docintel.db"
+    deadline = time.monotonic() + 120
+    while _pages_by_status(db).get("done", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=30)
+    assert first.returncode == 130, stderr
+    assert "Run the same command again to resume" in stderr
+    assert "terminate called" not in stderr and "Traceback" not in stderr
+    assert _pages_by_status(db).get("done", 0) < len(texts), "finished before the Ctrl-C"
+
+    again = subprocess.run(
+        [*_argv(tmp_path, path), "--timeout", "120"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    report = json.loads((tmp_path / "out" / "scans.json").read_text())
+    assert report["document"]["status"] == "done"
+    assert len(report["pages"]) == len(texts)
+    assert all(p["status"] == "done" and p["text"] for p in report["pages"])
