@@ -45,6 +45,15 @@ class QueueUnavailable(RuntimeError):
     """The broker refused the message; the document is stored and its message kept."""
 
 
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A stored document and the messages that start its work, not yet sent."""
+
+    result: IngestResult
+    staged: outbox.Staged
+    name: str
+
+
 def submit(
     settings: Settings,
     path: Path,
@@ -60,23 +69,46 @@ def submit(
     A document submitted before and left unfinished (an interrupted run, a
     broker that was down, lost messages) is resumed.
     """
+    accepted = accept(settings, path, options=options, source=source, reprocess=reprocess)
+    start(settings, accepted)
+    return accepted.result
+
+
+def accept(
+    settings: Settings,
+    path: Path,
+    *,
+    filename: str | None = None,
+    options: dict[str, Any] | None = None,
+    source: str = "cli",
+    reprocess: bool = False,
+) -> Accepted:
+    """Store ``path`` as a document (or find it) and stage its work; fast in every mode."""
     # Taken before any work: an embedded run that holds the lock has all its leases
     # on record, so whatever other lease it finds belongs to a run that is gone.
     sole_embedded_run = settings.embedded and owns_embedded_database(settings)
     with session_scope(settings.database_url) as session:
         ctx = StageContext(session, settings)
-        result = ingest_file(ctx, path, options=options, source=source, reprocess=reprocess)
+        result = ingest_file(
+            ctx, path, filename=filename, options=options, source=source, reprocess=reprocess
+        )
         follow_ups = list(result.follow_ups)
         if not result.created and not result.restarted:
             follow_ups += resume_document(ctx, str(result.document_id), take_over=sole_embedded_run)
         # Committed with the document: if the send below fails, the sweep sends it.
         staged = outbox.stage(session, follow_ups)
+    return Accepted(result, staged, filename or path.name)
+
+
+def start(settings: Settings, accepted: Accepted) -> None:
+    """Send the staged work; in embedded mode this runs it, here, to the end."""
+    result = accepted.result
     try:
-        outbox.deliver(settings, staged)  # after commit: workers must find the rows
+        outbox.deliver(settings, accepted.staged)  # after commit: workers must find the rows
     except (BrokerError, ConnectionError, OSError) as error:
         raise QueueUnavailable(
             f"cannot reach the broker at {maybe_sanitize_url(settings.broker_url)} ({error}); "
-            f"{path.name} is stored as document {result.document_id} and starts once the "
+            f"{accepted.name} is stored as document {result.document_id} and starts once the "
             "broker is back (a worker sends it, or run this command again)"
         ) from error
     if settings.embedded:
@@ -86,7 +118,6 @@ def submit(
         from docintel.queue.base import dispatch
 
         dispatch([FollowUp("docintel.finalize", (str(result.document_id),))])
-    return result
 
 
 def owns_embedded_database(settings: Settings) -> bool:

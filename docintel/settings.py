@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     dtype: str = Field(default="auto", description="auto | float32 | float16 | bfloat16")
 
+    api_keys_required: bool | None = Field(
+        default=None,
+        description="Whether the API asks for an API key; default: yes, except in "
+        "embedded mode (a local, single-user setup).",
+    )
+
     # Limits: bad or hostile input is refused with a clear error, never crashes a worker.
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     max_pages: int = Field(default=5000, ge=1)

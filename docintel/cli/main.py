@@ -17,6 +17,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+apikey_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
 
 
 @db_app.command("upgrade")
@@ -145,6 +147,71 @@ def worker(
             err=True,
         )
     start_worker(queues=queues.split(","), concurrency=concurrency, loglevel=loglevel)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="API processes (distributed mode; embedded runs one)")
+    ] = 1,
+) -> None:
+    """Start the HTTP API (OpenAPI at /docs). Embedded mode processes uploads in this process."""
+    import uvicorn
+
+    settings = get_settings()
+    _schema_ready(settings.database_url)
+    if settings.embedded and workers > 1:
+        # Several processes would each run the pipeline on one SQLite file.
+        typer.echo("docintel: embedded mode serves from one process; --workers ignored", err=True)
+        workers = 1
+    uvicorn.run("docintel.api.app:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+@apikey_app.command("create")
+def apikey_create(name: Annotated[str, typer.Argument(help="Who or what the key is for")]) -> None:
+    """Create a key and print it (the only time it is shown)."""
+    from docintel.api import keys
+    from docintel.db import session_scope
+
+    settings = get_settings()
+    _schema_ready(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        key = keys.create_key(session, name)
+    typer.echo(key)
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """The keys: id, prefix, name, created, last used, revoked."""
+    from docintel.api import keys
+    from docintel.db import session_scope
+
+    settings = get_settings()
+    _schema_ready(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        rows = keys.list_keys(session)
+    for row in rows:
+        used = row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else "never"
+        revoked = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+        created = row.created_at.isoformat(timespec="seconds")
+        typer.echo(f"{row.id}\tdi_{row.prefix}\t{row.name}\t{created}\tused {used}\t{revoked}")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key: Annotated[str, typer.Argument(help="The key's id or prefix")]) -> None:
+    """Revoke a key; requests with it are refused from now on."""
+    from docintel.api import keys
+    from docintel.db import session_scope
+
+    settings = get_settings()
+    _schema_ready(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        count = keys.revoke_key(session, key)
+    if count == 0:
+        _fail(f"no active key {key}")
+    typer.echo(f"revoked {count} key(s)")
 
 
 @app.command()

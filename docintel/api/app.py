@@ -1,0 +1,339 @@
+"""The HTTP API: upload documents, follow their jobs, read the results.
+
+Uploads are streamed to a temporary file (the size limit enforced as bytes
+arrive), sniffed from their content, stored and queued exactly as the CLI does
+(``service.accept`` / ``service.start``). In embedded mode the work then runs
+in this process on a background thread; otherwise workers take it. Errors are
+RFC 9457 problem details. The API never imports an engine or torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from docintel.api import keys
+from docintel.api.upload import UploadError, UploadTooLarge, receive_upload
+from docintel.db import session_scope
+from docintel.document.sniff import sniff_media_type
+from docintel.errors import DocumentError
+from docintel.models import Document, Job, Page
+from docintel.output import document_json, document_markdown, load_document
+from docintel.service import QueueUnavailable, accept, start
+from docintel.settings import Settings, get_settings
+
+_OPTION_FIELDS = {"ocr_mode", "dpi", "tables"}
+_OCR_MODES = ("auto", "always", "never")
+_HEAD_BYTES = 8192
+
+
+class Problem(Exception):
+    """An error answered as ``application/problem+json``."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def _problem(status: int, title: str, detail: str | None) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def _session() -> Iterator[Session]:
+    with session_scope(get_settings().database_url) as session:
+        yield session
+
+
+# Module level: FastAPI resolves these annotations from the module's names.
+Db = Annotated[Session, Depends(_session)]
+
+
+def create_app() -> FastAPI:
+    """The app, configured from ``DOCINTEL_*`` settings like every other process."""
+    settings = get_settings()
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docintel-embedded")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        background.shutdown(wait=True, cancel_futures=False)
+
+    app = FastAPI(
+        title="docintel",
+        summary="PDFs and scans to structured, queryable data.",
+        version="1",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(Problem)
+    async def _on_problem(_: Request, error: Problem) -> JSONResponse:
+        return _problem(error.status, error.title, error.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return _problem(error.status_code, str(error.detail), None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return _problem(422, "invalid request", f"{where}: {first['msg']}")
+
+    def authorized(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> None:
+        if not _keys_required(settings):
+            return
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            raise Problem(401, "unauthorized", "send an API key: Authorization: Bearer <key>")
+        with session_scope(settings.database_url) as s:
+            if not keys.verify_key(s, key.strip()):
+                raise Problem(401, "unauthorized", "unknown or revoked API key")
+
+    auth = [Depends(authorized)]
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        checks = {"database": _check_database(settings), "storage": _check_storage(settings)}
+        if not settings.embedded:
+            checks["broker"] = _check_broker(settings)
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.post("/v1/documents", status_code=202, dependencies=auth)
+    async def upload(request: Request, response: Response) -> dict[str, Any]:
+        """Upload a file (multipart field ``file``) with options; answers at once."""
+        with tempfile.TemporaryDirectory(prefix="docintel-upload-") as folder:
+            try:
+                received = await receive_upload(
+                    request.headers.get("content-type", ""),
+                    request.stream(),
+                    Path(folder),
+                    settings.max_upload_bytes,
+                )
+            except UploadTooLarge as error:
+                raise Problem(413, "file too large", str(error)) from None
+            except UploadError as error:
+                raise Problem(400, "bad upload", str(error)) from None
+            assert received.path is not None  # receive_upload guarantees a file
+            options = _options(received.fields)
+            with received.path.open("rb") as handle:
+                head = handle.read(_HEAD_BYTES)
+            try:
+                sniff_media_type(head)
+            except DocumentError as error:
+                status = 400 if error.code == "empty_file" else 415
+                raise Problem(status, "unsupported file", error.message) from None
+            name = _safe_name(received.filename)
+            accepted = accept(
+                settings,
+                received.path,
+                filename=name,
+                options=options,
+                source="api",
+                reprocess=received.fields.get("reprocess", "").lower() == "true",
+            )
+        doc_id = accepted.result.document_id
+        if settings.embedded:
+            background.submit(start, settings, accepted)
+        else:
+            # A broker that is down: the document is stored with its message kept,
+            # and the sweep sends it once the broker is back.
+            with contextlib.suppress(QueueUnavailable):
+                start(settings, accepted)
+        response.headers["Location"] = f"/v1/documents/{doc_id}"
+        return {
+            "document_id": str(doc_id),
+            "created": accepted.result.created,
+            "links": {
+                "document": f"/v1/documents/{doc_id}",
+                "job": f"/v1/documents/{doc_id}/job",
+            },
+        }
+
+    def _document(db: Session, document_id: uuid.UUID) -> Document:
+        doc = load_document(db, document_id)
+        if doc is None:
+            raise Problem(404, "not found", f"no document {document_id}")
+        return doc
+
+    @app.get("/v1/documents/{document_id}", dependencies=auth)
+    def get_document(document_id: uuid.UUID, db: Db) -> dict[str, Any]:
+        """The document in the output contract."""
+        return document_json(_document(db, document_id))
+
+    @app.get(
+        "/v1/documents/{document_id}/markdown",
+        dependencies=auth,
+        response_class=PlainTextResponse,
+    )
+    def get_markdown(document_id: uuid.UUID, db: Db) -> str:
+        return document_markdown(_document(db, document_id))
+
+    @app.get("/v1/documents/{document_id}/pages/{number}", dependencies=auth)
+    def get_page(document_id: uuid.UUID, number: int, db: Db) -> dict[str, Any]:
+        pages = document_json(_document(db, document_id))["pages"]
+        page: dict[str, Any] | None = next((p for p in pages if p["number"] == number), None)
+        if page is None:
+            raise Problem(404, "not found", f"document {document_id} has no page {number}")
+        return page
+
+    @app.get("/v1/documents/{document_id}/pages/{number}/image", dependencies=auth)
+    def get_page_image(document_id: uuid.UUID, number: int, db: Db) -> StreamingResponse:
+        key = db.scalar(
+            select(Page.image_key).where(Page.document_id == document_id, Page.number == number)
+        )
+        if key is None:
+            raise Problem(404, "not found", f"no image of page {number} of {document_id}")
+        from docintel.pipeline.context import store_for
+
+        handle = store_for(settings).open(key)
+        return StreamingResponse(_chunks(handle), media_type="image/png")
+
+    @app.get("/v1/documents/{document_id}/tables", dependencies=auth)
+    def get_tables(document_id: uuid.UUID, db: Db) -> list[dict[str, Any]]:
+        pages = document_json(_document(db, document_id))["pages"]
+        return [{"page": p["number"], **t} for p in pages for t in p["tables"]]
+
+    @app.get("/v1/documents/{document_id}/charts", dependencies=auth)
+    def get_charts(document_id: uuid.UUID, db: Db) -> list[dict[str, Any]]:
+        pages = document_json(_document(db, document_id))["pages"]
+        return [{"page": p["number"], **c} for p in pages for c in p["charts"]]
+
+    @app.get("/v1/documents/{document_id}/job", dependencies=auth)
+    def get_document_job(document_id: uuid.UUID, db: Db) -> dict[str, Any]:
+        """The document's latest job (none until its pages are counted)."""
+        doc = db.get(Document, document_id)
+        if doc is None:
+            raise Problem(404, "not found", f"no document {document_id}")
+        job = db.scalar(
+            select(Job).where(Job.document_id == document_id).order_by(Job.started_at.desc())
+        )
+        return _job_json(doc, job)
+
+    @app.get("/v1/jobs/{job_id}", dependencies=auth)
+    def get_job(job_id: uuid.UUID, db: Db) -> dict[str, Any]:
+        job = db.get(Job, job_id)
+        if job is None:
+            raise Problem(404, "not found", f"no job {job_id}")
+        doc = db.get(Document, job.document_id)
+        assert doc is not None  # jobs are deleted with their document
+        return _job_json(doc, job)
+
+    return app
+
+
+def _keys_required(settings: Settings) -> bool:
+    if settings.api_keys_required is not None:
+        return settings.api_keys_required
+    return not settings.embedded
+
+
+def _options(fields: dict[str, str]) -> dict[str, Any]:
+    """Per-document options: an ``options`` JSON field and/or single fields."""
+    options: dict[str, Any] = {}
+    if fields.get("options"):
+        try:
+            parsed = json.loads(fields["options"])
+        except json.JSONDecodeError as error:
+            raise Problem(400, "bad options", f"options is not JSON: {error.msg}") from None
+        if not isinstance(parsed, dict):
+            raise Problem(400, "bad options", "options must be a JSON object")
+        options.update(parsed)
+    for name in _OPTION_FIELDS & fields.keys():
+        value: Any = fields[name]
+        if name == "dpi":
+            if not value.isdigit():
+                raise Problem(400, "bad options", "dpi must be a whole number")
+            value = int(value)
+        elif name == "tables":
+            value = value.lower() not in ("false", "0", "no", "off")
+        options[name] = value
+    if options.get("ocr_mode", "auto") not in _OCR_MODES:
+        raise Problem(400, "bad options", f"ocr_mode must be one of {', '.join(_OCR_MODES)}")
+    dpi = options.get("dpi")
+    if dpi is not None and not (isinstance(dpi, int) and 36 <= dpi <= 1200):
+        raise Problem(400, "bad options", "dpi must be a whole number from 36 to 1200")
+    unknown = set(options) - _OPTION_FIELDS
+    if unknown:
+        raise Problem(400, "bad options", f"unknown options: {', '.join(sorted(unknown))}")
+    return options
+
+
+def _safe_name(filename: str | None) -> str:
+    """The upload's base name only: a client's path (``../../etc/passwd.pdf``) is not ours."""
+    name = Path((filename or "").replace("\\", "/")).name.strip()
+    return name or "upload"
+
+
+def _job_json(doc: Document, job: Job | None) -> dict[str, Any]:
+    return {
+        "id": str(job.id) if job else None,
+        "document_id": str(doc.id),
+        "status": doc.status.value if hasattr(doc.status, "value") else str(doc.status),
+        "pages_total": job.pages_total if job else doc.page_count,
+        "pages_done": job.pages_done if job else 0,
+        "pages_failed": job.pages_failed if job else 0,
+        "stage_seconds": job.stage_seconds if job else {},
+        "started_at": job.started_at.isoformat() if job else None,
+        "finished_at": job.finished_at.isoformat() if job and job.finished_at else None,
+        "error": {"code": doc.error_code, "message": doc.error_message} if doc.error_code else None,
+    }
+
+
+def _chunks(handle: Any, size: int = 64 * 1024) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(size):
+            yield chunk
+
+
+def _check_database(settings: Settings) -> str:
+    try:
+        with session_scope(settings.database_url) as s:
+            s.execute(text("SELECT 1"))
+    except Exception as error:
+        return f"failed: {type(error).__name__}"
+    return "ok"
+
+
+def _check_storage(settings: Settings) -> str:
+    from docintel.pipeline.context import store_for
+
+    try:
+        store_for(settings).exists("healthcheck/none")
+    except Exception as error:
+        return f"failed: {type(error).__name__}"
+    return "ok"
+
+
+def _check_broker(settings: Settings) -> str:
+    from kombu import Connection
+
+    try:
+        with Connection(settings.broker_url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as error:
+        return f"failed: {type(error).__name__}"
+    return "ok"

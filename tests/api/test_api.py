@@ -1,0 +1,253 @@
+"""The HTTP API through FastAPI's TestClient: a real app, a real SQLite or Postgres
+database, the real pipeline running the uploads (embedded mode)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from docintel import migrate
+from docintel.api import keys
+from docintel.api.app import create_app
+from docintel.db import session_scope
+from docintel.models import Document
+from docintel.settings import Settings
+from tests.fixtures import documents as fx
+from tests.fixtures.tables import SALES, TableSpec, make_table_pdf
+from tests.runtime import apply_env, base_env
+
+
+def _settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str = "", **extra: str
+) -> Settings:
+    url = database_url or f"sqlite:///{tmp_path / 'api.db'}"
+    if url.startswith("sqlite"):
+        migrate.upgrade(url)
+    env = {**base_env(tmp_path, url), **{f"DOCINTEL_{k.upper()}": v for k, v in extra.items()}}
+    return apply_env(monkeypatch, env)
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    _settings(monkeypatch, tmp_path)
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+def _upload(client: TestClient, path: Path, name: str | None = None, **fields: str) -> Any:
+    with path.open("rb") as handle:
+        return client.post(
+            "/v1/documents", files={"file": (name or path.name, handle)}, data=fields
+        )
+
+
+def _wait_done(client: TestClient, doc_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = client.get(f"/v1/documents/{doc_id}")
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        if body["document"]["status"] in ("done", "failed", "partial"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"document {doc_id} not finished in {timeout}s")
+
+
+def test_upload_is_processed_and_every_view_reads_it(client: TestClient, tmp_path: Path) -> None:
+    pdf = make_table_pdf(tmp_path / "sales.pdf", [TableSpec(SALES, text_above=["Sales report"])])
+    answer = _upload(client, pdf, options=json.dumps({"ocr_mode": "auto"}))
+    assert answer.status_code == 202, answer.text
+    doc_id = answer.json()["document_id"]
+    assert answer.headers["location"] == f"/v1/documents/{doc_id}"
+    assert answer.json()["created"] is True
+
+    body = _wait_done(client, doc_id)
+    assert body["document"]["status"] == "done" and body["document"]["filename"] == "sales.pdf"
+    markdown = client.get(f"/v1/documents/{doc_id}/markdown")
+    assert markdown.headers["content-type"].startswith("text/plain")
+    assert "| Region | Units | Revenue | Margin |" in markdown.text
+    page = client.get(f"/v1/documents/{doc_id}/pages/1").json()
+    assert page["number"] == 1 and "Sales report" in page["text"]
+    image = client.get(f"/v1/documents/{doc_id}/pages/1/image")
+    assert (
+        image.headers["content-type"] == "image/png" and image.content[:8] == b"\x89PNG\r\n\x1a\n"
+    )
+    (table,) = client.get(f"/v1/documents/{doc_id}/tables").json()
+    assert table["page"] == 1 and table["rows"] == [list(r) for r in SALES]
+    assert client.get(f"/v1/documents/{doc_id}/charts").json() == []
+    job = client.get(f"/v1/documents/{doc_id}/job").json()
+    assert (job["status"], job["pages_total"], job["pages_done"]) == ("done", 1, 1)
+    assert client.get(f"/v1/jobs/{job['id']}").json() == job
+
+    again = _upload(client, pdf, name="copy.pdf")
+    assert again.status_code == 202
+    assert again.json()["document_id"] == doc_id and again.json()["created"] is False
+
+
+def test_missing_things_are_problem_details(client: TestClient) -> None:
+    nobody = uuid.uuid4()
+    for path in (f"/v1/documents/{nobody}", f"/v1/jobs/{nobody}", f"/v1/documents/{nobody}/job"):
+        answer = client.get(path)
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["status"] == 404 and str(nobody) in answer.json()["detail"]
+    invalid = client.get("/v1/documents/not-a-uuid")
+    assert invalid.status_code == 422 and invalid.json()["title"] == "invalid request"
+
+
+def test_bad_uploads_are_refused_before_anything_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(monkeypatch, tmp_path, max_upload_bytes="50000")
+    big = fx.make_text_pdf(tmp_path / "big.pdf", [f"Line {n} " * 40 for n in range(400)])
+    assert big.stat().st_size > 50_000
+    html = tmp_path / "page.pdf"
+    html.write_text("<!doctype html><html><body>not a pdf</body></html>")
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    with TestClient(create_app()) as client:
+        too_large = _upload(client, big)
+        assert too_large.status_code == 413, too_large.text
+        assert too_large.headers["content-type"] == "application/problem+json"
+        assert "larger than 50,000 bytes" in too_large.json()["detail"]
+        wrong = _upload(client, html)
+        assert wrong.status_code == 415 and "HTML" in wrong.json()["detail"]
+        assert _upload(client, empty).status_code == 400
+        no_file = client.post("/v1/documents", data={"dpi": "200"}, files={"other": ("a", b"x")})
+        assert no_file.status_code == 400 and "field named 'file'" in no_file.json()["detail"]
+        not_multipart = client.post("/v1/documents", content=b"%PDF-1.4")
+        assert not_multipart.status_code == 400
+    with session_scope(settings.database_url) as session:
+        assert session.scalar(select(func.count()).select_from(Document)) == 0
+    assert not list((tmp_path / "blobs").rglob("*.pdf"))
+
+
+def test_options_are_checked_and_a_client_path_is_not_a_file_name(
+    client: TestClient, tmp_path: Path
+) -> None:
+    pdf = fx.make_text_pdf(tmp_path / "doc.pdf", ["Only words"])
+    for fields, message in (
+        ({"options": "{not json"}, "not JSON"),
+        ({"options": json.dumps({"engine": "x"})}, "unknown options: engine"),
+        ({"ocr_mode": "sometimes"}, "ocr_mode must be one of"),
+        ({"dpi": "5"}, "dpi must be a whole number from 36 to 1200"),
+    ):
+        answer = _upload(client, pdf, **fields)
+        assert answer.status_code == 400 and message in answer.json()["detail"], answer.text
+    answer = _upload(client, pdf, name="../../etc/passwd.pdf", tables="false", dpi="100")
+    assert answer.status_code == 202
+    body = _wait_done(client, answer.json()["document_id"])
+    assert body["document"]["filename"] == "passwd.pdf"
+    assert body["pages"][0]["dpi"] == 100
+
+
+def test_api_keys_are_required_outside_embedded_mode_and_can_be_revoked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(monkeypatch, tmp_path, api_keys_required="true")
+    with session_scope(settings.database_url) as session:
+        key = keys.create_key(session, "tests")
+    with TestClient(create_app()) as client:
+        path = f"/v1/documents/{uuid.uuid4()}"
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer di_0_nope"}).status_code == 401
+        wrong = key[:-2] + ("AA" if not key.endswith("AA") else "BB")
+        assert client.get(path, headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
+        assert client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code == 404
+        assert client.get("/healthz").status_code == 200  # probes need no key
+        with session_scope(settings.database_url) as session:
+            (info,) = keys.list_keys(session)
+            assert info.last_used_at is not None and key.startswith(f"di_{info.prefix}_")
+            assert keys.revoke_key(session, info.prefix) == 1
+        assert client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code == 401
+
+
+def test_apikey_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from docintel.cli.main import app
+    from docintel.settings import get_settings
+
+    monkeypatch.setenv("DOCINTEL_DATA_DIR", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        created = runner.invoke(app, ["apikey", "create", "billing service"])
+        assert created.exit_code == 0, created.output
+        key = created.output.strip()
+        assert key.startswith("di_")
+        listed = runner.invoke(app, ["apikey", "list"]).output
+        assert "billing service" in listed and "active" in listed and key not in listed
+        prefix = key.split("_")[1]
+        assert runner.invoke(app, ["apikey", "revoke", prefix]).exit_code == 0
+        assert "revoked" in runner.invoke(app, ["apikey", "list"]).output
+        assert runner.invoke(app, ["apikey", "revoke", prefix]).exit_code == 1
+    finally:
+        get_settings.cache_clear()
+
+
+def test_readiness_and_openapi(client: TestClient) -> None:
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "checks": {"database": "ok", "storage": "ok"}}
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/documents", "/v1/documents/{document_id}", "/v1/jobs/{job_id}"} <= set(paths)
+
+
+def test_the_api_process_never_imports_torch_or_an_engine_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads are stored and queued (distributed mode): nothing heavy is loaded."""
+    settings = _settings(monkeypatch, tmp_path)
+    pdf = fx.make_text_pdf(tmp_path / "doc.pdf", ["Words"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCINTEL_")} | {
+        "DOCINTEL_DATA_DIR": str(tmp_path / "data"),
+        "DOCINTEL_DATABASE_URL": settings.database_url,
+        "DOCINTEL_STORAGE_URL": settings.storage_url,
+        "DOCINTEL_BROKER_URL": "redis://127.0.0.1:1/0",  # down: the upload stays queued
+        "DOCINTEL_API_KEYS_REQUIRED": "false",
+    }
+    code = f"""
+import sys
+from fastapi.testclient import TestClient
+from docintel.api.app import create_app
+with TestClient(create_app()) as client:
+    with open({str(pdf)!r}, "rb") as handle:
+        answer = client.post("/v1/documents", files={{"file": ("doc.pdf", handle)}})
+    assert answer.status_code == 202, answer.text
+    client.get("/v1/documents/" + answer.json()["document_id"]).raise_for_status()
+heavy = sorted(m for m in sys.modules
+               if m.split(".")[0] in ("torch", "transformers", "onnxruntime", "rapidocr")
+               or m.startswith("docintel.engines.")
+               and m not in ("docintel.engines.base", "docintel.engines.registry"))
+print(heavy)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.postgres
+def test_upload_on_postgres(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _settings(monkeypatch, tmp_path, pg_url)
+    with TestClient(create_app()) as client:
+        pdf = fx.make_text_pdf(tmp_path / "pg.pdf", [f"Postgres upload {uuid.uuid4()}"])
+        answer = _upload(client, pdf)
+        assert answer.status_code == 202
+        body = _wait_done(client, answer.json()["document_id"])
+        assert (
+            body["document"]["status"] == "done" and "Postgres upload" in body["pages"][0]["text"]
+        )
