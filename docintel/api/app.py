@@ -9,6 +9,7 @@ RFC 9457 problem details. The API never imports an engine or torch.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import tempfile
@@ -16,13 +17,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from sqlalchemy import select, text
+from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,8 +33,9 @@ from docintel.api.upload import UploadError, UploadTooLarge, receive_upload
 from docintel.db import session_scope
 from docintel.document.sniff import sniff_media_type
 from docintel.errors import DocumentError
-from docintel.models import Document, Job, Page
+from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Job, Page
 from docintel.output import document_json, document_markdown, load_document
+from docintel.search import Filters, search_pages
 from docintel.service import QueueUnavailable, accept, start
 from docintel.settings import Settings, get_settings
 
@@ -173,6 +176,94 @@ def create_app() -> FastAPI:
             },
         }
 
+    @app.get("/v1/documents", dependencies=auth)
+    def list_documents(
+        db: Db,
+        status: DocumentStatus | None = None,
+        source: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Documents, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
+        query = select(Document).order_by(Document.created_at.desc(), Document.id.desc())
+        if status is not None:
+            query = query.where(Document.status == status)
+        if source is not None:
+            query = query.where(Document.source == source)
+        if created_after is not None:
+            query = query.where(Document.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(Document.created_at < created_before)
+        if cursor:
+            at, last = _read_cursor(cursor)
+            query = query.where(
+                or_(
+                    Document.created_at < at,
+                    and_(Document.created_at == at, Document.id < last),
+                )
+            )
+        rows = list(db.scalars(query.limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "items": [_summary(doc) for doc in rows],
+            "next_cursor": _cursor(rows[-1]) if more else None,
+        }
+
+    @app.get("/v1/search", dependencies=auth)
+    def search(
+        db: Db,
+        q: Annotated[str, Query(min_length=1, max_length=1000)],
+        document_id: uuid.UUID | None = None,
+        source: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> dict[str, Any]:
+        """Pages whose text matches ``q`` (web search syntax on Postgres), best first."""
+        filters = Filters(document_id, source, created_after, created_before)
+        hits = search_pages(db, q, filters, limit=limit)
+        return {
+            "query": q,
+            "hits": [
+                {
+                    "document_id": str(h.document_id),
+                    "filename": h.filename,
+                    "page": h.page,
+                    "snippet": h.snippet,
+                    "rank": h.rank,
+                }
+                for h in hits
+            ],
+        }
+
+    @app.delete("/v1/documents/{document_id}", status_code=204, dependencies=auth)
+    def delete_document(document_id: uuid.UUID, db: Db) -> Response:
+        """Delete a finished document: its rows, its original and its page images."""
+        doc = db.get(Document, document_id, with_for_update=True)
+        if doc is None:
+            raise Problem(404, "not found", f"no document {document_id}")
+        if doc.status not in TERMINAL_STATUSES:
+            raise Problem(
+                409, "still processing", f"document {document_id} is {doc.status}; wait for it"
+            )
+        keys_to_delete = [doc.original_key] if doc.original_key else []
+        keys_to_delete += [
+            k
+            for k in db.scalars(select(Page.image_key).where(Page.document_id == document_id))
+            if k
+        ]
+        db.delete(doc)
+        db.flush()
+        from docintel.pipeline.context import store_for
+
+        store = store_for(settings)
+        for key in keys_to_delete:  # after the rows: a blob left behind is garbage, not data
+            store.delete(key)
+        return Response(status_code=204)
+
     def _document(db: Session, document_id: uuid.UUID) -> Document:
         doc = load_document(db, document_id)
         if doc is None:
@@ -243,6 +334,32 @@ def create_app() -> FastAPI:
         return _job_json(doc, job)
 
     return app
+
+
+def _summary(doc: Document) -> dict[str, Any]:
+    return {
+        "id": str(doc.id),
+        "filename": doc.filename,
+        "status": str(doc.status),
+        "source": doc.source,
+        "page_count": doc.page_count,
+        "created_at": doc.created_at.isoformat(),
+        "error": {"code": doc.error_code, "message": doc.error_message} if doc.error_code else None,
+    }
+
+
+def _cursor(doc: Document) -> str:
+    raw = f"{doc.created_at.isoformat()}|{doc.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, last = raw.partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(last)
+    except ValueError:
+        raise Problem(400, "bad cursor", "pass back the next_cursor of a listing") from None
 
 
 def _keys_required(settings: Settings) -> bool:

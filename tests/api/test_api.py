@@ -21,7 +21,7 @@ from docintel import migrate
 from docintel.api import keys
 from docintel.api.app import create_app
 from docintel.db import session_scope
-from docintel.models import Document
+from docintel.models import Document, DocumentStatus
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
 from tests.fixtures.tables import SALES, TableSpec, make_table_pdf
@@ -251,3 +251,95 @@ def test_upload_on_postgres(pg_url: str, tmp_path: Path, monkeypatch: pytest.Mon
         assert (
             body["document"]["status"] == "done" and "Postgres upload" in body["pages"][0]["text"]
         )
+
+
+def _process_all(client: TestClient, paths: list[Path]) -> list[str]:
+    ids = []
+    for path in paths:
+        answer = _upload(client, path)
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["document_id"])
+    for doc_id in ids:
+        assert _wait_done(client, doc_id)["document"]["status"] == "done"
+    return ids
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_listing_pages_through_every_document_once_and_filters(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_url") if kind == "postgres" else ""
+    _settings(monkeypatch, tmp_path, url)
+    tag = uuid.uuid4().hex[:8]
+    paths = [fx.make_text_pdf(tmp_path / f"list{n}.pdf", [f"List {tag} {n}"]) for n in range(5)]
+    with TestClient(create_app()) as client:
+        ids = _process_all(client, paths)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": 2, "source": "api", "status": "done"}
+            if cursor:
+                params["cursor"] = cursor
+            page = client.get("/v1/documents", params=params).json()
+            seen += [item["id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert set(ids) <= set(seen) and len(seen) == len(set(seen))
+        assert seen.index(ids[-1]) < seen.index(ids[0])  # newest first
+        none = client.get("/v1/documents", params={"status": "failed", "source": "nowhere"})
+        assert none.json() == {"items": [], "next_cursor": None}
+        assert client.get("/v1/documents", params={"cursor": "garbage!"}).status_code == 400
+        assert client.get("/v1/documents", params={"limit": 0}).status_code == 422
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_search_finds_pages_with_highlighted_snippets(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_url") if kind == "postgres" else ""
+    _settings(monkeypatch, tmp_path, url)
+    word = "zq" + uuid.uuid4().hex[:8]  # a word no other test's page holds
+    first = fx.make_text_pdf(
+        tmp_path / "a.pdf", ["Cover page", f"Revenue growth of {word} was strong"]
+    )
+    second = fx.make_text_pdf(tmp_path / "b.pdf", [f"Costs of {word} fell"])
+    with TestClient(create_app()) as client:
+        ids = _process_all(client, [first, second])
+        hits = client.get("/v1/search", params={"q": word}).json()["hits"]
+        assert {(h["document_id"], h["page"]) for h in hits} == {(ids[0], 2), (ids[1], 1)}
+        assert all(f"<mark>{word}</mark>" in h["snippet"] for h in hits)
+        assert {h["filename"] for h in hits} == {"a.pdf", "b.pdf"}
+        both = client.get("/v1/search", params={"q": f"revenue {word}"}).json()["hits"]
+        assert [(h["document_id"], h["page"]) for h in both] == [(ids[0], 2)]
+        one_doc = client.get("/v1/search", params={"q": word, "document_id": ids[1]}).json()
+        assert [h["document_id"] for h in one_doc["hits"]] == [ids[1]]
+        assert client.get("/v1/search", params={"q": ""}).status_code == 422
+
+
+def test_delete_removes_rows_and_blobs_and_refuses_unfinished(
+    client: TestClient, tmp_path: Path
+) -> None:
+    pdf = fx.make_text_pdf(tmp_path / "gone.pdf", ["To be deleted", "Second page"])
+    (doc_id,) = _process_all(client, [pdf])
+    blobs = tmp_path / "blobs"
+    assert len([p for p in blobs.rglob("*") if p.is_file()]) == 3  # original, two pages
+    from docintel.settings import get_settings
+
+    url = get_settings().database_url
+    with session_scope(url) as session:
+        doc = session.get(Document, uuid.UUID(doc_id))
+        assert doc is not None
+        doc.status = DocumentStatus.PROCESSING  # as if a worker still had it
+    busy = client.delete(f"/v1/documents/{doc_id}")
+    assert busy.status_code == 409 and "wait for it" in busy.json()["detail"]
+    with session_scope(url) as session:
+        doc = session.get(Document, uuid.UUID(doc_id))
+        assert doc is not None
+        doc.status = DocumentStatus.DONE
+    assert client.delete(f"/v1/documents/{doc_id}").status_code == 204
+    assert client.get(f"/v1/documents/{doc_id}").status_code == 404
+    assert [p for p in blobs.rglob("*") if p.is_file()] == []
+    assert client.delete(f"/v1/documents/{doc_id}").status_code == 404
+    again = _upload(client, pdf)  # the same bytes are a new document now
+    assert again.json()["created"] is True
