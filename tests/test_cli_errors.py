@@ -50,6 +50,8 @@ def test_show_finds_a_document_by_id_prefix_or_file_name(tmp_path: Path) -> None
     assert "no document 'nothing-like-this'" in _one_line(
         _docintel(tmp_path, "show", "nothing-like-this")
     )
+    finished = _one_line(_docintel(tmp_path, "cancel", doc_id[:8]))
+    assert finished == f"docintel: document {doc_id} has already finished"
     missing = "00000000-0000-4000-8000-000000000000"
     assert _one_line(_docintel(tmp_path, "show", missing)) == f"docintel: no document {missing}"
 

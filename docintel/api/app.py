@@ -35,6 +35,7 @@ from docintel.document.sniff import sniff_media_type
 from docintel.errors import DocumentError
 from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Job, Page
 from docintel.output import document_json, document_markdown, load_document
+from docintel.pipeline.cancel import cancel_document
 from docintel.search import Filters, search_pages
 from docintel.service import QueueUnavailable, accept, start
 from docintel.settings import Settings, get_settings
@@ -238,6 +239,18 @@ def create_app() -> FastAPI:
                 for h in hits
             ],
         }
+
+    @app.post("/v1/documents/{document_id}/cancel", dependencies=auth)
+    def cancel(document_id: uuid.UUID, db: Db) -> dict[str, Any]:
+        """Stop a document: unfinished pages fail as ``cancelled``; late results are dropped."""
+        outcome = cancel_document(db, document_id)
+        if outcome == "missing":
+            raise Problem(404, "not found", f"no document {document_id}")
+        if outcome == "finished":
+            raise Problem(409, "already finished", f"document {document_id} has finished")
+        doc = db.get(Document, document_id)
+        assert doc is not None
+        return _summary(doc)
 
     @app.delete("/v1/documents/{document_id}", status_code=204, dependencies=auth)
     def delete_document(document_id: uuid.UUID, db: Db) -> Response:

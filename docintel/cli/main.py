@@ -111,6 +111,30 @@ def show(
         sys.stdout.write("\n")
 
 
+@app.command()
+def cancel(
+    document: Annotated[
+        str, typer.Argument(help="The document's id, the start of it, or its file name")
+    ],
+) -> None:
+    """Cancel a document that is still being processed."""
+    from docintel.cli.documents import DocumentNotFound, resolve_document
+    from docintel.db import session_scope
+    from docintel.pipeline.cancel import cancel_document
+
+    settings = get_settings()
+    _schema_ready(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        try:
+            doc_id = resolve_document(session, document)
+        except DocumentNotFound as error:
+            _fail(str(error))
+        outcome = cancel_document(session, doc_id)
+    if outcome != "cancelled":
+        _fail(f"document {doc_id} has already finished" if outcome == "finished" else "gone")
+    typer.echo(f"cancelled {doc_id}")
+
+
 def _fail(message: str) -> NoReturn:
     typer.echo(f"docintel: {message}", err=True)
     raise typer.Exit(1)

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from docintel import migrate
 from docintel.api import keys
 from docintel.api.app import create_app
 from docintel.db import session_scope
-from docintel.models import Document, DocumentStatus
+from docintel.models import Document, DocumentStatus, Page
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
 from tests.fixtures.tables import SALES, TableSpec, make_table_pdf
@@ -343,3 +343,44 @@ def test_delete_removes_rows_and_blobs_and_refuses_unfinished(
     assert client.delete(f"/v1/documents/{doc_id}").status_code == 404
     again = _upload(client, pdf)  # the same bytes are a new document now
     assert again.json()["created"] is True
+
+
+def test_cancel_stops_a_queued_document_and_nothing_brings_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from docintel.pipeline.context import StageContext
+    from docintel.pipeline.finalize import finalize_document
+    from docintel.pipeline.split import split_document
+
+    # A broker nobody listens on: uploads are stored and stay queued.
+    settings = _settings(
+        monkeypatch, tmp_path, broker_url="redis://127.0.0.1:1/0", api_keys_required="false"
+    )
+    pdf = fx.make_text_pdf(tmp_path / "stop.pdf", ["One", "Two", "Three"])
+    with TestClient(create_app()) as client:
+        doc_id = _upload(client, pdf).json()["document_id"]
+        with session_scope(settings.database_url) as session:
+            # Split by hand, and a worker holding page 1 under its lease.
+            split_document(StageContext(session, settings), doc_id)
+            session.flush()
+            session.execute(
+                update(Page)
+                .where(Page.document_id == uuid.UUID(doc_id), Page.number == 1)
+                .values(claim_token="worker-1")
+            )
+        answer = client.post(f"/v1/documents/{doc_id}/cancel")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "cancelled"
+        body = client.get(f"/v1/documents/{doc_id}").json()
+        assert body["document"]["status"] == "cancelled"
+        assert body["document"]["error"]["code"] == "cancelled"
+        assert {p["status"] for p in body["pages"]} == {"failed"}
+        assert {p["error"]["code"] for p in body["pages"]} == {"cancelled"}
+        with session_scope(settings.database_url) as session:
+            assert session.scalar(select(func.count()).where(Page.claim_token.is_not(None))) == 0
+            ctx = StageContext(session, settings)
+            assert split_document(ctx, doc_id) == [] and finalize_document(ctx, doc_id) == []
+        assert client.get(f"/v1/documents/{doc_id}").json()["document"]["status"] == "cancelled"
+        again = client.post(f"/v1/documents/{doc_id}/cancel")
+        assert again.status_code == 409
+        assert client.post(f"/v1/documents/{uuid.uuid4()}/cancel").status_code == 404
