@@ -130,3 +130,32 @@ def _head() -> str:
 
     (head,) = ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_heads()
     return str(head)
+
+
+def test_list_search_and_delete_from_the_command_line(tmp_path: Path) -> None:
+    word = "zq" + uuid.uuid4().hex[:6]
+    first = fx.make_text_pdf(tmp_path / "alpha.pdf", ["Cover", f"Profit {word} rose"])
+    second = fx.make_text_pdf(tmp_path / "beta.pdf", ["Nothing to see"])
+    done = _docintel(tmp_path, "process", str(first), str(second), "--out", str(tmp_path / "o"))
+    assert done.returncode == 0, done.stderr
+
+    listed = _docintel(tmp_path, "list").stdout.strip().splitlines()
+    assert [line.split("\t")[-1] for line in listed] == ["beta.pdf", "alpha.pdf"]
+    assert all(line.split("\t")[1:3] in (["done", "2"], ["done", "1"]) for line in listed)
+    assert _docintel(tmp_path, "list", "--status", "failed").stdout == ""
+    assert "no status 'finished'" in _one_line(_docintel(tmp_path, "list", "--status", "finished"))
+
+    found = _docintel(tmp_path, "search", word)
+    assert found.returncode == 0, found.stderr
+    (hit,) = found.stdout.strip().splitlines()
+    alpha_id = next(line.split("\t")[0] for line in listed if line.endswith("alpha.pdf"))
+    assert hit.split("\t")[:3] == [alpha_id, "page 2", "alpha.pdf"]
+    assert f"Profit {word} rose" in hit and "<mark>" not in hit  # no markup on a pipe
+    assert "no page matches" in _one_line(_docintel(tmp_path, "search", "zz" + word))
+
+    deleted = _docintel(tmp_path, "delete", "alpha.pdf")
+    assert deleted.returncode == 0 and deleted.stdout.strip() == f"deleted {alpha_id}"
+    assert [line.split("\t")[-1] for line in _docintel(tmp_path, "list").stdout.splitlines()] == [
+        "beta.pdf"
+    ]
+    assert "no document 'alpha.pdf'" in _one_line(_docintel(tmp_path, "delete", "alpha.pdf"))

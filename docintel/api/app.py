@@ -33,9 +33,10 @@ from docintel.api.upload import UploadError, UploadTooLarge, receive_upload
 from docintel.db import session_scope
 from docintel.document.sniff import sniff_media_type
 from docintel.errors import DocumentError
-from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Job, Page
+from docintel.models import Document, DocumentStatus, Job, Page
 from docintel.output import document_json, document_markdown, load_document
 from docintel.pipeline.cancel import cancel_document
+from docintel.pipeline.delete import delete_document
 from docintel.search import Filters, search_pages
 from docintel.service import QueueUnavailable, accept, start
 from docintel.settings import Settings, get_settings
@@ -253,28 +254,19 @@ def create_app() -> FastAPI:
         return _summary(doc)
 
     @app.delete("/v1/documents/{document_id}", status_code=204, dependencies=auth)
-    def delete_document(document_id: uuid.UUID, db: Db) -> Response:
+    def delete(document_id: uuid.UUID, db: Db) -> Response:
         """Delete a finished document: its rows, its original and its page images."""
-        doc = db.get(Document, document_id, with_for_update=True)
-        if doc is None:
-            raise Problem(404, "not found", f"no document {document_id}")
-        if doc.status not in TERMINAL_STATUSES:
-            raise Problem(
-                409, "still processing", f"document {document_id} is {doc.status}; wait for it"
-            )
-        keys_to_delete = [doc.original_key] if doc.original_key else []
-        keys_to_delete += [
-            k
-            for k in db.scalars(select(Page.image_key).where(Page.document_id == document_id))
-            if k
-        ]
-        db.delete(doc)
-        db.flush()
         from docintel.pipeline.context import store_for
 
-        store = store_for(settings)
-        for key in keys_to_delete:  # after the rows: a blob left behind is garbage, not data
-            store.delete(key)
+        outcome = delete_document(db, store_for(settings), document_id)
+        if outcome == "missing":
+            raise Problem(404, "not found", f"no document {document_id}")
+        if outcome == "processing":
+            raise Problem(
+                409,
+                "still processing",
+                f"document {document_id} is being processed; cancel it first or wait for it",
+            )
         return Response(status_code=204)
 
     def _document(db: Session, document_id: uuid.UUID) -> Document:

@@ -111,6 +111,58 @@ def show(
         sys.stdout.write("\n")
 
 
+@app.command("list")
+def list_documents(
+    status: Annotated[str | None, typer.Option(help="queued, processing, done, ...")] = None,
+    source: Annotated[str | None, typer.Option(help="cli, api, or an inbox's name")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first")] = 50,
+) -> None:
+    """Documents, newest first: id, status, pages, created, file name."""
+    from sqlalchemy import select
+
+    from docintel.db import session_scope
+    from docintel.models import Document, DocumentStatus
+
+    settings = get_settings()
+    _schema_ready(settings.database_url)
+    query = select(Document).order_by(Document.created_at.desc(), Document.id.desc())
+    if status is not None:
+        try:
+            query = query.where(Document.status == DocumentStatus(status))
+        except ValueError:
+            _fail(f"no status {status!r}; one of {', '.join(s.value for s in DocumentStatus)}")
+    if source is not None:
+        query = query.where(Document.source == source)
+    with session_scope(settings.database_url) as session:
+        for doc in session.scalars(query.limit(limit)):
+            created = doc.created_at.isoformat(timespec="seconds")
+            pages = doc.page_count if doc.page_count is not None else "-"
+            typer.echo(f"{doc.id}\t{doc.status}\t{pages}\t{created}\t{doc.filename}")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="Words or a phrase; web search syntax on Postgres")],
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+) -> None:
+    """Pages whose text matches: document id, page, file name, and a snippet."""
+    import re
+
+    from docintel.db import session_scope
+    from docintel.search import search_pages
+
+    settings = get_settings()
+    _schema_ready(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        hits = search_pages(session, query, limit=limit)
+    bold = sys.stdout.isatty()
+    for hit in hits:
+        snippet = re.sub(r"<mark>(.*?)</mark>", r"\033[1m\1\033[0m" if bold else r"\1", hit.snippet)
+        typer.echo(f"{hit.document_id}\tpage {hit.page}\t{hit.filename}\t{snippet}")
+    if not hits:
+        _fail(f"no page matches {query!r}")
+
+
 @app.command()
 def cancel(
     document: Annotated[
@@ -133,6 +185,31 @@ def cancel(
     if outcome != "cancelled":
         _fail(f"document {doc_id} has already finished" if outcome == "finished" else "gone")
     typer.echo(f"cancelled {doc_id}")
+
+
+@app.command()
+def delete(
+    document: Annotated[
+        str, typer.Argument(help="The document's id, the start of it, or its file name")
+    ],
+) -> None:
+    """Delete a finished document: its results, its original and its page images."""
+    from docintel.cli.documents import DocumentNotFound, resolve_document
+    from docintel.db import session_scope
+    from docintel.pipeline.context import store_for
+    from docintel.pipeline.delete import delete_document
+
+    settings = get_settings()
+    _schema_ready(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        try:
+            doc_id = resolve_document(session, document)
+        except DocumentNotFound as error:
+            _fail(str(error))
+        outcome = delete_document(session, store_for(settings), doc_id)
+    if outcome == "processing":
+        _fail(f"document {doc_id} is being processed; `docintel cancel` it first or wait")
+    typer.echo(f"deleted {doc_id}")
 
 
 def _fail(message: str) -> NoReturn:
