@@ -24,11 +24,13 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docintel.api import keys
+from docintel.api.metrics import DatabaseCollector
 from docintel.api.upload import UploadError, UploadTooLarge, receive_upload
 from docintel.db import session_scope
 from docintel.document.sniff import sniff_media_type
@@ -126,6 +128,13 @@ def create_app() -> FastAPI:
             checks["broker"] = _check_broker(settings)
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(settings))
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/documents", status_code=202, dependencies=auth)
     async def upload(request: Request, response: Response) -> dict[str, Any]:

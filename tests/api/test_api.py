@@ -384,3 +384,21 @@ def test_cancel_stops_a_queued_document_and_nothing_brings_it_back(
         again = client.post(f"/v1/documents/{doc_id}/cancel")
         assert again.status_code == 409
         assert client.post(f"/v1/documents/{uuid.uuid4()}/cancel").status_code == 404
+
+
+def test_metrics_count_documents_pages_and_failures_from_the_database(
+    client: TestClient, tmp_path: Path
+) -> None:
+    good = fx.make_text_pdf(tmp_path / "good.pdf", ["One", "Two"])
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 200)
+    _process_all(client, [good])
+    _wait_done(client, _upload(client, broken).json()["document_id"])
+    answer = client.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    lines = set(answer.text.splitlines())
+    assert 'docintel_documents{status="done"} 1.0' in lines
+    assert 'docintel_documents{status="failed"} 1.0' in lines
+    assert 'docintel_pages_processed_total{source="api",text_source="native"} 2.0' in lines
+    assert 'docintel_pages_waiting{stage="cpu"} 0.0' in lines
+    assert 'docintel_failures_total{code="corrupt",kind="document"} 1.0' in lines, answer.text
