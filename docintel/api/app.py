@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import and_, or_, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,10 +36,11 @@ from docintel.api.upload import UploadError, UploadTooLarge, receive_upload
 from docintel.db import session_scope
 from docintel.document.sniff import sniff_media_type
 from docintel.errors import DocumentError
-from docintel.models import Document, DocumentStatus, Job, Page
+from docintel.models import Document, DocumentStatus, IdempotencyKey, Job, Page
 from docintel.output import document_json, document_markdown, load_document
 from docintel.pipeline.cancel import cancel_document
 from docintel.pipeline.delete import delete_document
+from docintel.pipeline.ingest import sha256_file
 from docintel.search import Filters, search_pages
 from docintel.service import QueueUnavailable, accept, start
 from docintel.settings import Settings, get_settings
@@ -161,6 +163,12 @@ def create_app() -> FastAPI:
                 status = 400 if error.code == "empty_file" else 415
                 raise Problem(status, "unsupported file", error.message) from None
             name = _safe_name(received.filename)
+            key = request.headers.get("idempotency-key")
+            if key is not None:
+                earlier = _replayed(settings, key, received.path)
+                if earlier is not None:
+                    response.headers["Location"] = f"/v1/documents/{earlier}"
+                    return _accepted_body(earlier, created=False)
             accepted = accept(
                 settings,
                 received.path,
@@ -170,6 +178,8 @@ def create_app() -> FastAPI:
                 reprocess=received.fields.get("reprocess", "").lower() == "true",
             )
         doc_id = accepted.result.document_id
+        if key is not None:
+            _remember(settings, key, doc_id)
         if settings.embedded:
             background.submit(start, settings, accepted)
         else:
@@ -178,14 +188,7 @@ def create_app() -> FastAPI:
             with contextlib.suppress(QueueUnavailable):
                 start(settings, accepted)
         response.headers["Location"] = f"/v1/documents/{doc_id}"
-        return {
-            "document_id": str(doc_id),
-            "created": accepted.result.created,
-            "links": {
-                "document": f"/v1/documents/{doc_id}",
-                "job": f"/v1/documents/{doc_id}/job",
-            },
-        }
+        return _accepted_body(doc_id, created=accepted.result.created)
 
     @app.get("/v1/documents", dependencies=auth)
     def list_documents(
@@ -348,6 +351,51 @@ def create_app() -> FastAPI:
         return _job_json(doc, job)
 
     return app
+
+
+def _accepted_body(doc_id: uuid.UUID, *, created: bool) -> dict[str, Any]:
+    return {
+        "document_id": str(doc_id),
+        "created": created,
+        "links": {"document": f"/v1/documents/{doc_id}", "job": f"/v1/documents/{doc_id}/job"},
+    }
+
+
+def _replayed(settings: Settings, key: str, path: Path) -> uuid.UUID | None:
+    """The document an earlier request with this ``Idempotency-Key`` made, if any.
+
+    The same key with another file is a client bug, refused (409) rather than
+    guessed at; a retry (same key, same bytes) gets the first answer again and
+    never starts a second run, even with ``reprocess``.
+    """
+    if not 1 <= len(key) <= 255:
+        raise Problem(400, "bad Idempotency-Key", "it must be 1 to 255 characters")
+    with session_scope(settings.database_url) as s:
+        row = s.execute(
+            select(IdempotencyKey.document_id, Document.sha256)
+            .join(Document, Document.id == IdempotencyKey.document_id)
+            .where(IdempotencyKey.key == key)
+        ).one_or_none()
+    if row is None:
+        return None
+    if row.sha256 != sha256_file(path):
+        raise Problem(409, "Idempotency-Key reused", "this key was used with another file")
+    document_id: uuid.UUID = row.document_id
+    return document_id
+
+
+def _remember(settings: Settings, key: str, doc_id: uuid.UUID) -> None:
+    try:
+        with session_scope(settings.database_url) as s:
+            s.add(IdempotencyKey(key=key, document_id=doc_id))
+    except IntegrityError:
+        # A concurrent request with the same key won; it must have made the same document.
+        with session_scope(settings.database_url) as s:
+            winner = s.scalar(select(IdempotencyKey.document_id).where(IdempotencyKey.key == key))
+        if winner != doc_id:
+            raise Problem(
+                409, "Idempotency-Key reused", "this key was used with another file"
+            ) from None
 
 
 def _summary(doc: Document) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The ORM models. They import nothing of Celery, the engines, storage or the API."""
 
-from docintel.models.auth import ApiKey
+from docintel.models.auth import ApiKey, IdempotencyKey
 from docintel.models.base import Base
 from docintel.models.coordination import ClusterState, OutboxMessage, WorkerHeartbeat
 from docintel.models.documents import (
@@ -26,6 +26,7 @@ __all__ = [
     "DocumentStatus",
     "Extraction",
     "ExtractionStatus",
+    "IdempotencyKey",
     "Job",
     "Line",
     "OutboxMessage",

@@ -1,10 +1,11 @@
-"""API keys. Only a hash is stored; the key itself is shown once, at creation."""
+"""API keys (only a hash is stored; the key itself is shown once) and idempotency keys."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from docintel.models.base import Base, BigId, utcnow
@@ -20,3 +21,15 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """An upload's ``Idempotency-Key`` and the document it made: a retry gets the same one."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -402,3 +402,40 @@ def test_metrics_count_documents_pages_and_failures_from_the_database(
     assert 'docintel_pages_processed_total{source="api",text_source="native"} 2.0' in lines
     assert 'docintel_pages_waiting{stage="cpu"} 0.0' in lines
     assert 'docintel_failures_total{code="corrupt",kind="document"} 1.0' in lines, answer.text
+
+
+def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_file(
+    client: TestClient, tmp_path: Path
+) -> None:
+    from docintel.models import Job
+
+    first = fx.make_text_pdf(tmp_path / "first.pdf", ["First file"])
+    other = fx.make_text_pdf(tmp_path / "other.pdf", ["Another file"])
+    key = {"Idempotency-Key": f"upload-{uuid.uuid4()}"}
+
+    def send(path: Path, **fields: str) -> Any:
+        with path.open("rb") as handle:
+            return client.post(
+                "/v1/documents", files={"file": (path.name, handle)}, data=fields, headers=key
+            )
+
+    made = send(first)
+    assert made.status_code == 202 and made.json()["created"] is True
+    doc_id = made.json()["document_id"]
+    _wait_done(client, doc_id)
+    # A retry, even one that asks to reprocess, gets the first answer and starts nothing.
+    retry = send(first, reprocess="true")
+    assert retry.status_code == 202
+    assert retry.json() == {**made.json(), "created": False}
+    assert retry.headers["location"] == f"/v1/documents/{doc_id}"
+    from docintel.settings import get_settings
+
+    with session_scope(get_settings().database_url) as session:
+        jobs = session.scalar(
+            select(func.count()).select_from(Job).where(Job.document_id == uuid.UUID(doc_id))
+        )
+    assert jobs == 1
+    reused = send(other)
+    assert reused.status_code == 409 and "another file" in reused.json()["detail"]
+    key["Idempotency-Key"] = "k" * 256
+    assert send(first).status_code == 400

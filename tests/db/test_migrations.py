@@ -30,6 +30,7 @@ EXPECTED_TABLES = {
     "sources",
     "source_files",
     "api_keys",
+    "idempotency_keys",
     "outbox",
     "workers",
     "cluster_state",
