@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -36,7 +36,14 @@ from docintel.api.upload import UploadError, UploadTooLarge, receive_upload
 from docintel.db import session_scope
 from docintel.document.sniff import sniff_media_type
 from docintel.errors import DocumentError
-from docintel.models import Document, DocumentStatus, IdempotencyKey, Job, Page
+from docintel.models import (
+    TERMINAL_STATUSES,
+    Document,
+    DocumentStatus,
+    IdempotencyKey,
+    Job,
+    Page,
+)
 from docintel.output import document_json, document_markdown, load_document
 from docintel.pipeline.cancel import cancel_document
 from docintel.pipeline.delete import delete_document
@@ -265,6 +272,44 @@ def create_app() -> FastAPI:
         assert doc is not None
         return _summary(doc)
 
+    @app.post("/v1/documents/{document_id}/reprocess", status_code=202, dependencies=auth)
+    def reprocess(
+        document_id: uuid.UUID,
+        response: Response,
+        body: Annotated[dict[str, Any] | None, Body()] = None,
+    ) -> dict[str, Any]:
+        """Run a finished document again from its stored original, with new ``options``."""
+        options = (body or {}).get("options") or {}
+        if not isinstance(options, dict):
+            raise Problem(400, "bad options", "options must be a JSON object")
+        options = _checked(options)
+        with session_scope(settings.database_url) as s:
+            doc = s.get(Document, document_id)
+            if doc is None:
+                raise Problem(404, "not found", f"no document {document_id}")
+            if doc.status not in TERMINAL_STATUSES:
+                raise Problem(409, "still processing", f"document {document_id} is {doc.status}")
+            if not doc.original_key:
+                raise Problem(409, "no original", "the upload was refused before it was stored")
+            original, filename, source = doc.original_key, doc.filename, doc.source
+        from docintel.pipeline.context import store_for
+
+        with tempfile.TemporaryDirectory(prefix="docintel-reprocess-") as folder:
+            path = Path(folder) / "original"
+            store_for(settings).download(original, path)
+            accepted = accept(
+                settings, path, filename=filename, options=options, source=source, reprocess=True
+            )
+        if not accepted.result.restarted:  # a concurrent reprocess or upload took it first
+            raise Problem(409, "still processing", f"document {document_id} is being processed")
+        if settings.embedded:
+            background.submit(start, settings, accepted)
+        else:
+            with contextlib.suppress(QueueUnavailable):
+                start(settings, accepted)
+        response.headers["Location"] = f"/v1/documents/{document_id}"
+        return _accepted_body(document_id, created=False)
+
     @app.delete("/v1/documents/{document_id}", status_code=204, dependencies=auth)
     def delete(document_id: uuid.UUID, db: Db) -> Response:
         """Delete a finished document: its rows, its original and its page images."""
@@ -450,6 +495,12 @@ def _options(fields: dict[str, str]) -> dict[str, Any]:
         elif name == "tables":
             value = value.lower() not in ("false", "0", "no", "off")
         options[name] = value
+    return _checked(options)
+
+
+def _checked(options: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(options.get("tables", True), bool):
+        raise Problem(400, "bad options", "tables must be true or false")
     if options.get("ocr_mode", "auto") not in _OCR_MODES:
         raise Problem(400, "bad options", f"ocr_mode must be one of {', '.join(_OCR_MODES)}")
     dpi = options.get("dpi")

@@ -439,3 +439,23 @@ def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_file(
     assert reused.status_code == 409 and "another file" in reused.json()["detail"]
     key["Idempotency-Key"] = "k" * 256
     assert send(first).status_code == 400
+
+
+def test_reprocess_runs_the_stored_original_again_with_new_options(
+    client: TestClient, tmp_path: Path
+) -> None:
+    pdf = fx.make_text_pdf(tmp_path / "again.pdf", ["Run me twice"])
+    (doc_id,) = _process_all(client, [pdf])
+    assert client.get(f"/v1/documents/{doc_id}").json()["pages"][0]["dpi"] == 150
+    answer = client.post(f"/v1/documents/{doc_id}/reprocess", json={"options": {"dpi": 100}})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["document_id"] == doc_id
+    body = _wait_done(client, doc_id)
+    assert body["document"]["status"] == "done" and body["pages"][0]["dpi"] == 100
+    assert body["pages"][0]["text"] == "Run me twice"
+    bad = client.post(f"/v1/documents/{doc_id}/reprocess", json={"options": {"dpi": "x"}})
+    assert bad.status_code == 400
+    assert (
+        client.post(f"/v1/documents/{doc_id}/reprocess", json={"options": [1]}).status_code == 400
+    )
+    assert client.post(f"/v1/documents/{uuid.uuid4()}/reprocess").status_code == 404
