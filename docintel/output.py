@@ -40,7 +40,7 @@ def document_json(doc: Document) -> dict[str, Any]:
             "created_at": doc.created_at.isoformat() if doc.created_at else None,
             "finished_at": doc.finished_at.isoformat() if doc.finished_at else None,
         },
-        "pages": [_page_json(page) for page in doc.pages],
+        "pages": [page_json(page) for page in doc.pages],
     }
 
 
@@ -50,7 +50,7 @@ def _error(code: str | None, message: str | None) -> dict[str, str] | None:
     return {"code": code, "message": message or ""}
 
 
-def _page_json(page: Page) -> dict[str, Any]:
+def page_json(page: Page) -> dict[str, Any]:
     tables = [e for e in page.extractions if e.kind == "table"]
     charts = [e for e in page.extractions if e.kind == "chart"]
     return {

@@ -9,9 +9,7 @@ RFC 9457 problem details. The API never imports an engine or torch.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -25,14 +23,24 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy import and_, or_, select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, selectinload
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docintel.api import keys
+from docintel.api.health import check_broker, check_database, check_storage
+from docintel.api.idempotency import remember, replayed
+from docintel.api.inputs import (
+    checked_options,
+    cursor_after,
+    options_from_fields,
+    read_cursor,
+    safe_name,
+)
 from docintel.api.metrics import DatabaseCollector
+from docintel.api.problems import Problem, problem_response
 from docintel.api.upload import UploadError, UploadTooLarge, receive_upload
+from docintel.api.views import accepted_body, job_json, summary
 from docintel.db import session_scope
 from docintel.document.sniff import sniff_media_type
 from docintel.errors import DocumentError
@@ -40,36 +48,17 @@ from docintel.models import (
     TERMINAL_STATUSES,
     Document,
     DocumentStatus,
-    IdempotencyKey,
     Job,
     Page,
 )
-from docintel.output import document_json, document_markdown, load_document
+from docintel.output import document_json, document_markdown, load_document, page_json
 from docintel.pipeline.cancel import cancel_document
 from docintel.pipeline.delete import delete_document
-from docintel.pipeline.ingest import sha256_file
 from docintel.search import Filters, search_pages
-from docintel.service import QueueUnavailable, accept, start
+from docintel.service import Accepted, QueueUnavailable, accept, start
 from docintel.settings import Settings, get_settings
 
-_OPTION_FIELDS = {"ocr_mode", "dpi", "tables"}
-_OCR_MODES = ("auto", "always", "never")
 _HEAD_BYTES = 8192
-
-
-class Problem(Exception):
-    """An error answered as ``application/problem+json``."""
-
-    def __init__(self, status: int, title: str, detail: str | None = None) -> None:
-        super().__init__(detail or title)
-        self.status, self.title, self.detail = status, title, detail
-
-
-def _problem(status: int, title: str, detail: str | None) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
 def _session() -> Iterator[Session]:
@@ -100,17 +89,28 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(Problem)
     async def _on_problem(_: Request, error: Problem) -> JSONResponse:
-        return _problem(error.status, error.title, error.detail)
+        return problem_response(error.status, error.title, error.detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def _on_http(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return _problem(error.status_code, str(error.detail), None)
+        return problem_response(error.status_code, str(error.detail), None)
 
     @app.exception_handler(RequestValidationError)
     async def _on_invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return _problem(422, "invalid request", f"{where}: {first['msg']}")
+        return problem_response(422, "invalid request", f"{where}: {first['msg']}")
+
+    def launch(accepted: Accepted) -> None:
+        """Start a stored document's work: here on the background thread (embedded),
+        else by sending it to the workers."""
+        if settings.embedded:
+            background.submit(start, settings, accepted)
+            return
+        # A broker that is down: the document is stored with its message kept, and
+        # the sweep sends it once the broker is back.
+        with contextlib.suppress(QueueUnavailable):
+            start(settings, accepted)
 
     def authorized(
         authorization: Annotated[str | None, Header()] = None,
@@ -132,9 +132,9 @@ def create_app() -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
-        checks = {"database": _check_database(settings), "storage": _check_storage(settings)}
+        checks = {"database": check_database(settings), "storage": check_storage(settings)}
         if not settings.embedded:
-            checks["broker"] = _check_broker(settings)
+            checks["broker"] = check_broker(settings)
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
@@ -161,7 +161,7 @@ def create_app() -> FastAPI:
             except UploadError as error:
                 raise Problem(400, "bad upload", str(error)) from None
             assert received.path is not None  # receive_upload guarantees a file
-            options = _options(received.fields)
+            options = options_from_fields(received.fields)
             with received.path.open("rb") as handle:
                 head = handle.read(_HEAD_BYTES)
             try:
@@ -169,13 +169,13 @@ def create_app() -> FastAPI:
             except DocumentError as error:
                 status = 400 if error.code == "empty_file" else 415
                 raise Problem(status, "unsupported file", error.message) from None
-            name = _safe_name(received.filename)
+            name = safe_name(received.filename)
             key = request.headers.get("idempotency-key")
             if key is not None:
-                earlier = _replayed(settings, key, received.path)
+                earlier = replayed(settings, key, received.path)
                 if earlier is not None:
                     response.headers["Location"] = f"/v1/documents/{earlier}"
-                    return _accepted_body(earlier, created=False)
+                    return accepted_body(earlier, created=False)
             accepted = accept(
                 settings,
                 received.path,
@@ -186,16 +186,10 @@ def create_app() -> FastAPI:
             )
         doc_id = accepted.result.document_id
         if key is not None:
-            _remember(settings, key, doc_id)
-        if settings.embedded:
-            background.submit(start, settings, accepted)
-        else:
-            # A broker that is down: the document is stored with its message kept,
-            # and the sweep sends it once the broker is back.
-            with contextlib.suppress(QueueUnavailable):
-                start(settings, accepted)
+            remember(settings, key, doc_id)
+        launch(accepted)
         response.headers["Location"] = f"/v1/documents/{doc_id}"
-        return _accepted_body(doc_id, created=accepted.result.created)
+        return accepted_body(doc_id, created=accepted.result.created)
 
     @app.get("/v1/documents", dependencies=auth)
     def list_documents(
@@ -218,7 +212,7 @@ def create_app() -> FastAPI:
         if created_before is not None:
             query = query.where(Document.created_at < created_before)
         if cursor:
-            at, last = _read_cursor(cursor)
+            at, last = read_cursor(cursor)
             query = query.where(
                 or_(
                     Document.created_at < at,
@@ -229,8 +223,8 @@ def create_app() -> FastAPI:
         more = len(rows) > limit
         rows = rows[:limit]
         return {
-            "items": [_summary(doc) for doc in rows],
-            "next_cursor": _cursor(rows[-1]) if more else None,
+            "items": [summary(doc) for doc in rows],
+            "next_cursor": cursor_after(rows[-1]) if more else None,
         }
 
     @app.get("/v1/search", dependencies=auth)
@@ -270,7 +264,7 @@ def create_app() -> FastAPI:
             raise Problem(409, "already finished", f"document {document_id} has finished")
         doc = db.get(Document, document_id)
         assert doc is not None
-        return _summary(doc)
+        return summary(doc)
 
     @app.post("/v1/documents/{document_id}/reprocess", status_code=202, dependencies=auth)
     def reprocess(
@@ -282,7 +276,7 @@ def create_app() -> FastAPI:
         options = (body or {}).get("options") or {}
         if not isinstance(options, dict):
             raise Problem(400, "bad options", "options must be a JSON object")
-        options = _checked(options)
+        options = checked_options(options)
         with session_scope(settings.database_url) as s:
             doc = s.get(Document, document_id)
             if doc is None:
@@ -302,13 +296,9 @@ def create_app() -> FastAPI:
             )
         if not accepted.result.restarted:  # a concurrent reprocess or upload took it first
             raise Problem(409, "still processing", f"document {document_id} is being processed")
-        if settings.embedded:
-            background.submit(start, settings, accepted)
-        else:
-            with contextlib.suppress(QueueUnavailable):
-                start(settings, accepted)
+        launch(accepted)
         response.headers["Location"] = f"/v1/documents/{document_id}"
-        return _accepted_body(document_id, created=False)
+        return accepted_body(document_id, created=False)
 
     @app.delete("/v1/documents/{document_id}", status_code=204, dependencies=auth)
     def delete(document_id: uuid.UUID, db: Db) -> Response:
@@ -347,11 +337,15 @@ def create_app() -> FastAPI:
 
     @app.get("/v1/documents/{document_id}/pages/{number}", dependencies=auth)
     def get_page(document_id: uuid.UUID, number: int, db: Db) -> dict[str, Any]:
-        pages = document_json(_document(db, document_id))["pages"]
-        page: dict[str, Any] | None = next((p for p in pages if p["number"] == number), None)
+        # One page's rows, not the whole document's.
+        page = db.scalar(
+            select(Page)
+            .where(Page.document_id == document_id, Page.number == number)
+            .options(selectinload(Page.lines), selectinload(Page.extractions))
+        )
         if page is None:
             raise Problem(404, "not found", f"document {document_id} has no page {number}")
-        return page
+        return page_json(page)
 
     @app.get("/v1/documents/{document_id}/pages/{number}/image", dependencies=auth)
     def get_page_image(document_id: uuid.UUID, number: int, db: Db) -> StreamingResponse:
@@ -384,7 +378,7 @@ def create_app() -> FastAPI:
         job = db.scalar(
             select(Job).where(Job.document_id == document_id).order_by(Job.started_at.desc())
         )
-        return _job_json(doc, job)
+        return job_json(doc, job)
 
     @app.get("/v1/jobs/{job_id}", dependencies=auth)
     def get_job(job_id: uuid.UUID, db: Db) -> dict[str, Any]:
@@ -393,80 +387,9 @@ def create_app() -> FastAPI:
             raise Problem(404, "not found", f"no job {job_id}")
         doc = db.get(Document, job.document_id)
         assert doc is not None  # jobs are deleted with their document
-        return _job_json(doc, job)
+        return job_json(doc, job)
 
     return app
-
-
-def _accepted_body(doc_id: uuid.UUID, *, created: bool) -> dict[str, Any]:
-    return {
-        "document_id": str(doc_id),
-        "created": created,
-        "links": {"document": f"/v1/documents/{doc_id}", "job": f"/v1/documents/{doc_id}/job"},
-    }
-
-
-def _replayed(settings: Settings, key: str, path: Path) -> uuid.UUID | None:
-    """The document an earlier request with this ``Idempotency-Key`` made, if any.
-
-    The same key with another file is a client bug, refused (409) rather than
-    guessed at; a retry (same key, same bytes) gets the first answer again and
-    never starts a second run, even with ``reprocess``.
-    """
-    if not 1 <= len(key) <= 255:
-        raise Problem(400, "bad Idempotency-Key", "it must be 1 to 255 characters")
-    with session_scope(settings.database_url) as s:
-        row = s.execute(
-            select(IdempotencyKey.document_id, Document.sha256)
-            .join(Document, Document.id == IdempotencyKey.document_id)
-            .where(IdempotencyKey.key == key)
-        ).one_or_none()
-    if row is None:
-        return None
-    if row.sha256 != sha256_file(path):
-        raise Problem(409, "Idempotency-Key reused", "this key was used with another file")
-    document_id: uuid.UUID = row.document_id
-    return document_id
-
-
-def _remember(settings: Settings, key: str, doc_id: uuid.UUID) -> None:
-    try:
-        with session_scope(settings.database_url) as s:
-            s.add(IdempotencyKey(key=key, document_id=doc_id))
-    except IntegrityError:
-        # A concurrent request with the same key won; it must have made the same document.
-        with session_scope(settings.database_url) as s:
-            winner = s.scalar(select(IdempotencyKey.document_id).where(IdempotencyKey.key == key))
-        if winner != doc_id:
-            raise Problem(
-                409, "Idempotency-Key reused", "this key was used with another file"
-            ) from None
-
-
-def _summary(doc: Document) -> dict[str, Any]:
-    return {
-        "id": str(doc.id),
-        "filename": doc.filename,
-        "status": str(doc.status),
-        "source": doc.source,
-        "page_count": doc.page_count,
-        "created_at": doc.created_at.isoformat(),
-        "error": {"code": doc.error_code, "message": doc.error_message} if doc.error_code else None,
-    }
-
-
-def _cursor(doc: Document) -> str:
-    raw = f"{doc.created_at.isoformat()}|{doc.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _read_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, last = raw.partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(last)
-    except ValueError:
-        raise Problem(400, "bad cursor", "pass back the next_cursor of a listing") from None
 
 
 def _keys_required(settings: Settings) -> bool:
@@ -475,95 +398,7 @@ def _keys_required(settings: Settings) -> bool:
     return not settings.embedded
 
 
-def _options(fields: dict[str, str]) -> dict[str, Any]:
-    """Per-document options: an ``options`` JSON field and/or single fields."""
-    options: dict[str, Any] = {}
-    if fields.get("options"):
-        try:
-            parsed = json.loads(fields["options"])
-        except json.JSONDecodeError as error:
-            raise Problem(400, "bad options", f"options is not JSON: {error.msg}") from None
-        if not isinstance(parsed, dict):
-            raise Problem(400, "bad options", "options must be a JSON object")
-        options.update(parsed)
-    for name in _OPTION_FIELDS & fields.keys():
-        value: Any = fields[name]
-        if name == "dpi":
-            if not value.isdigit():
-                raise Problem(400, "bad options", "dpi must be a whole number")
-            value = int(value)
-        elif name == "tables":
-            value = value.lower() not in ("false", "0", "no", "off")
-        options[name] = value
-    return _checked(options)
-
-
-def _checked(options: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(options.get("tables", True), bool):
-        raise Problem(400, "bad options", "tables must be true or false")
-    if options.get("ocr_mode", "auto") not in _OCR_MODES:
-        raise Problem(400, "bad options", f"ocr_mode must be one of {', '.join(_OCR_MODES)}")
-    dpi = options.get("dpi")
-    if dpi is not None and not (isinstance(dpi, int) and 36 <= dpi <= 1200):
-        raise Problem(400, "bad options", "dpi must be a whole number from 36 to 1200")
-    unknown = set(options) - _OPTION_FIELDS
-    if unknown:
-        raise Problem(400, "bad options", f"unknown options: {', '.join(sorted(unknown))}")
-    return options
-
-
-def _safe_name(filename: str | None) -> str:
-    """The upload's base name only: a client's path (``../../etc/passwd.pdf``) is not ours."""
-    name = Path((filename or "").replace("\\", "/")).name.strip()
-    return name or "upload"
-
-
-def _job_json(doc: Document, job: Job | None) -> dict[str, Any]:
-    return {
-        "id": str(job.id) if job else None,
-        "document_id": str(doc.id),
-        "status": doc.status.value if hasattr(doc.status, "value") else str(doc.status),
-        "pages_total": job.pages_total if job else doc.page_count,
-        "pages_done": job.pages_done if job else 0,
-        "pages_failed": job.pages_failed if job else 0,
-        "stage_seconds": job.stage_seconds if job else {},
-        "started_at": job.started_at.isoformat() if job else None,
-        "finished_at": job.finished_at.isoformat() if job and job.finished_at else None,
-        "error": {"code": doc.error_code, "message": doc.error_message} if doc.error_code else None,
-    }
-
-
 def _chunks(handle: Any, size: int = 64 * 1024) -> Iterator[bytes]:
     with handle:
         while chunk := handle.read(size):
             yield chunk
-
-
-def _check_database(settings: Settings) -> str:
-    try:
-        with session_scope(settings.database_url) as s:
-            s.execute(text("SELECT 1"))
-    except Exception as error:
-        return f"failed: {type(error).__name__}"
-    return "ok"
-
-
-def _check_storage(settings: Settings) -> str:
-    from docintel.pipeline.context import store_for
-
-    try:
-        store_for(settings).exists("healthcheck/none")
-    except Exception as error:
-        return f"failed: {type(error).__name__}"
-    return "ok"
-
-
-def _check_broker(settings: Settings) -> str:
-    from kombu import Connection
-
-    try:
-        with Connection(settings.broker_url, connect_timeout=2) as connection:
-            connection.ensure_connection(max_retries=1)
-    except Exception as error:
-        return f"failed: {type(error).__name__}"
-    return "ok"

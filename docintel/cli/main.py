@@ -5,18 +5,27 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from docintel.settings import OcrMode, get_settings
+from docintel.settings import OcrMode, Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(
     help="docintel: PDFs and scans to structured, queryable data.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+DocumentRef = Annotated[
+    str, typer.Argument(help="The document's id, the start of it, or its file name")
+]
 apikey_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 
@@ -76,8 +85,7 @@ def process(
     """
     from docintel.cli.process import run_process
 
-    settings = get_settings()
-    _schema_ready(settings.database_url)
+    settings = _ready_settings()
     chosen = {"ocr_mode": ocr_mode, "dpi": dpi, "tables": tables}
     options = {k: v for k, v in chosen.items() if v is not None}
     code = run_process(
@@ -88,23 +96,13 @@ def process(
 
 @app.command()
 def show(
-    document: Annotated[
-        str, typer.Argument(help="The document's id, the start of it, or its file name")
-    ],
+    document: DocumentRef,
 ) -> None:
     """Print a document's JSON (the output contract)."""
-    from docintel.cli.documents import DocumentNotFound, resolve_document
-    from docintel.db import session_scope
     from docintel.output import document_json, load_document
 
-    settings = get_settings()
-    _schema_ready(settings.database_url)
-    with session_scope(settings.database_url) as session:
-        try:
-            doc_id = resolve_document(session, document)
-        except DocumentNotFound as error:
-            _fail(str(error))
-        doc = load_document(session, doc_id)
+    with _database() as session:
+        doc = load_document(session, _resolve(session, document))
         if doc is None:  # deleted in between
             _fail(f"no document {document}")
         json.dump(document_json(doc), sys.stdout, indent=2, ensure_ascii=False)
@@ -120,11 +118,8 @@ def list_documents(
     """Documents, newest first: id, status, pages, created, file name."""
     from sqlalchemy import select
 
-    from docintel.db import session_scope
     from docintel.models import Document, DocumentStatus
 
-    settings = get_settings()
-    _schema_ready(settings.database_url)
     query = select(Document).order_by(Document.created_at.desc(), Document.id.desc())
     if status is not None:
         try:
@@ -133,7 +128,7 @@ def list_documents(
             _fail(f"no status {status!r}; one of {', '.join(s.value for s in DocumentStatus)}")
     if source is not None:
         query = query.where(Document.source == source)
-    with session_scope(settings.database_url) as session:
+    with _database() as session:
         for doc in session.scalars(query.limit(limit)):
             created = doc.created_at.isoformat(timespec="seconds")
             pages = doc.page_count if doc.page_count is not None else "-"
@@ -148,12 +143,9 @@ def search(
     """Pages whose text matches: document id, page, file name, and a snippet."""
     import re
 
-    from docintel.db import session_scope
     from docintel.search import search_pages
 
-    settings = get_settings()
-    _schema_ready(settings.database_url)
-    with session_scope(settings.database_url) as session:
+    with _database() as session:
         hits = search_pages(session, query, limit=limit)
     bold = sys.stdout.isatty()
     for hit in hits:
@@ -165,22 +157,13 @@ def search(
 
 @app.command()
 def cancel(
-    document: Annotated[
-        str, typer.Argument(help="The document's id, the start of it, or its file name")
-    ],
+    document: DocumentRef,
 ) -> None:
     """Cancel a document that is still being processed."""
-    from docintel.cli.documents import DocumentNotFound, resolve_document
-    from docintel.db import session_scope
     from docintel.pipeline.cancel import cancel_document
 
-    settings = get_settings()
-    _schema_ready(settings.database_url)
-    with session_scope(settings.database_url) as session:
-        try:
-            doc_id = resolve_document(session, document)
-        except DocumentNotFound as error:
-            _fail(str(error))
+    with _database() as session:
+        doc_id = _resolve(session, document)
         outcome = cancel_document(session, doc_id)
     if outcome != "cancelled":
         _fail(f"document {doc_id} has already finished" if outcome == "finished" else "gone")
@@ -189,24 +172,15 @@ def cancel(
 
 @app.command()
 def delete(
-    document: Annotated[
-        str, typer.Argument(help="The document's id, the start of it, or its file name")
-    ],
+    document: DocumentRef,
 ) -> None:
     """Delete a finished document: its results, its original and its page images."""
-    from docintel.cli.documents import DocumentNotFound, resolve_document
-    from docintel.db import session_scope
     from docintel.pipeline.context import store_for
     from docintel.pipeline.delete import delete_document
 
-    settings = get_settings()
-    _schema_ready(settings.database_url)
-    with session_scope(settings.database_url) as session:
-        try:
-            doc_id = resolve_document(session, document)
-        except DocumentNotFound as error:
-            _fail(str(error))
-        outcome = delete_document(session, store_for(settings), doc_id)
+    with _database() as session:
+        doc_id = _resolve(session, document)
+        outcome = delete_document(session, store_for(get_settings()), doc_id)
     if outcome == "processing":
         _fail(f"document {doc_id} is being processed; `docintel cancel` it first or wait")
     typer.echo(f"deleted {doc_id}")
@@ -215,6 +189,32 @@ def delete(
 def _fail(message: str) -> NoReturn:
     typer.echo(f"docintel: {message}", err=True)
     raise typer.Exit(1)
+
+
+def _ready_settings() -> Settings:
+    """The settings, once the database is ready for this docintel (else one line, exit 1)."""
+    settings = get_settings()
+    _schema_ready(settings.database_url)
+    return settings
+
+
+@contextmanager
+def _database() -> Iterator[Session]:
+    """A transaction on a database ready for this docintel."""
+    from docintel.db import session_scope
+
+    with session_scope(_ready_settings().database_url) as session:
+        yield session
+
+
+def _resolve(session: Session, ref: str) -> uuid.UUID:
+    """The document ``ref`` names (id, id prefix, file name), or one line and exit 1."""
+    from docintel.cli.documents import DocumentNotFound, resolve_document
+
+    try:
+        return resolve_document(session, ref)
+    except DocumentNotFound as error:
+        _fail(str(error))
 
 
 def _schema_ready(database_url: str) -> None:
@@ -261,8 +261,7 @@ def serve(
     """Start the HTTP API (OpenAPI at /docs). Embedded mode processes uploads in this process."""
     import uvicorn
 
-    settings = get_settings()
-    _schema_ready(settings.database_url)
+    settings = _ready_settings()
     if settings.embedded and workers > 1:
         # Several processes would each run the pipeline on one SQLite file.
         typer.echo("docintel: embedded mode serves from one process; --workers ignored", err=True)
@@ -274,11 +273,8 @@ def serve(
 def apikey_create(name: Annotated[str, typer.Argument(help="Who or what the key is for")]) -> None:
     """Create a key and print it (the only time it is shown)."""
     from docintel.api import keys
-    from docintel.db import session_scope
 
-    settings = get_settings()
-    _schema_ready(settings.database_url)
-    with session_scope(settings.database_url) as session:
+    with _database() as session:
         key = keys.create_key(session, name)
     typer.echo(key)
 
@@ -287,11 +283,8 @@ def apikey_create(name: Annotated[str, typer.Argument(help="Who or what the key 
 def apikey_list() -> None:
     """The keys: id, prefix, name, created, last used, revoked."""
     from docintel.api import keys
-    from docintel.db import session_scope
 
-    settings = get_settings()
-    _schema_ready(settings.database_url)
-    with session_scope(settings.database_url) as session:
+    with _database() as session:
         rows = keys.list_keys(session)
     for row in rows:
         used = row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else "never"
@@ -304,11 +297,8 @@ def apikey_list() -> None:
 def apikey_revoke(key: Annotated[str, typer.Argument(help="The key's id or prefix")]) -> None:
     """Revoke a key; requests with it are refused from now on."""
     from docintel.api import keys
-    from docintel.db import session_scope
 
-    settings = get_settings()
-    _schema_ready(settings.database_url)
-    with session_scope(settings.database_url) as session:
+    with _database() as session:
         count = keys.revoke_key(session, key)
     if count == 0:
         _fail(f"no active key {key}")

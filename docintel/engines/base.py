@@ -33,6 +33,21 @@ class EngineConfig:
     def option(self, key: str, default: Any = None) -> Any:
         return dict(self.options).get(key, default)
 
+    def int_option(self, key: str, default: int, minimum: int = 1) -> int:
+        """An integer option, checked: a bad value is an ``EngineError`` naming it."""
+        value = self.option(key, default)
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise EngineError(f"option {key!r} must be an integer, got {value!r}") from None
+        if number < minimum:
+            raise EngineError(f"option {key!r} must be >= {minimum}, got {number}")
+        return number
+
+
+def rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
 
 def frozen_options(options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """Engine options from JSON settings as a hashable (cache key) tuple."""

@@ -17,7 +17,12 @@ from PIL import Image
 
 from docintel.engines.base import EngineConfig, EngineError
 from docintel.engines.torch_runtime import resolve_attn, resolve_device, resolve_dtype
-from docintel.engines.vlm_extraction import Answer, Conversation, VisionLanguageExtractor
+from docintel.engines.vlm_extraction import (
+    Answer,
+    Conversation,
+    VisionLanguageExtractor,
+    decode_answer,
+)
 from docintel.geometry import RegionKind
 
 log = logging.getLogger(__name__)
@@ -90,13 +95,7 @@ class TransformersVlmEngine(VisionLanguageExtractor):
         with torch.inference_mode():
             sequences = self.model.generate(**inputs, **kwargs)
         new = sequences[:, inputs["input_ids"].shape[1] :].tolist()
-        return [self._answer(row, budget) for row in new]
-
-    def _answer(self, tokens: list[int], budget: int) -> Answer:
-        end = next((i for i, token in enumerate(tokens) if token in self.eos_ids), None)
-        kept = tokens if end is None else tokens[:end]
-        text = self.processor.tokenizer.decode(kept, skip_special_tokens=True)
-        return Answer(text=text.strip(), new_tokens=len(kept), truncated=end is None)
+        return [decode_answer(row, self.eos_ids, self.processor.tokenizer) for row in new]
 
 
 def _load(source: str, device: str, dtype_name: str, attn: str) -> tuple[Any, Any]:

@@ -7,8 +7,14 @@ engine modules to find their factories, and that must stay cheap.
 from __future__ import annotations
 
 import gc
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from docintel.engines.base import EngineError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _DTYPE_NAMES = {
     "float32": "float32",
@@ -80,3 +86,37 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     text = f"{type(error).__name__} {error}".lower()
     return "out of memory" in text or "outofmemory" in text
+
+
+def shrinking_batches(
+    pending: deque[T],
+    batch_size: Callable[[], int],
+    generate: Callable[[list[T]], R],
+    on_out_of_memory: Callable[[int], None],
+    device: str,
+) -> Iterator[tuple[list[T], R]]:
+    """Run ``generate`` over ``pending`` in batches of ``batch_size()``, yielding each result.
+
+    A CUDA out-of-memory error puts the batch back and calls
+    ``on_out_of_memory(failed size)``, where the engine lowers its batch size
+    for good (the GPU will not grow); only a single item's failure is raised.
+    The caller may add to ``pending`` between batches (follow-up work).
+    """
+    while pending:
+        size = min(batch_size(), len(pending))
+        batch = [pending.popleft() for _ in range(size)]
+        out_of_memory = False
+        try:
+            outputs = generate(batch)
+        except Exception as error:
+            if size == 1 or not is_out_of_memory(error):
+                raise
+            out_of_memory = True
+        if out_of_memory:
+            # Outside the except block: the traceback no longer pins the failed
+            # batch's tensors, so emptying the cache frees them.
+            pending.extendleft(reversed(batch))
+            on_out_of_memory(size)
+            free_memory(device)
+            continue
+        yield batch, outputs

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from PIL import Image
 
 from docintel.document.charts import ChartData
 from docintel.document.tables import Table
-from docintel.engines.base import EngineConfig, EngineError, RegionInput, RegionResult
+from docintel.engines.base import EngineConfig, EngineError, RegionInput, RegionResult, rgb
 from docintel.engines.region_prompts import (
     PROMPT_VERSION,
     PROMPTS,
@@ -33,7 +33,7 @@ from docintel.engines.region_prompts import (
     parse_answer,
     repair_prompt,
 )
-from docintel.engines.torch_runtime import free_memory, is_out_of_memory
+from docintel.engines.torch_runtime import free_memory, shrinking_batches
 from docintel.geometry import RegionKind
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,15 @@ class Answer:
     text: str
     new_tokens: int
     truncated: bool  # the token limit ended it, not the model
+
+
+def decode_answer(tokens: Sequence[int], eos: Collection[int], tokenizer: Any) -> Answer:
+    """One row of new tokens as an answer: up to its first end token; none means the
+    token limit cut it (generation stops only when every row has ended or at the limit)."""
+    end = next((i for i, token in enumerate(tokens) if token in eos), None)
+    kept = list(tokens if end is None else tokens[:end])
+    text = tokenizer.decode(kept, skip_special_tokens=True)
+    return Answer(text=text.strip(), new_tokens=len(kept), truncated=end is None)
 
 
 @dataclass(slots=True)
@@ -89,17 +98,6 @@ class _Options:
     repair: bool = True
 
 
-def int_option(config: EngineConfig, key: str, default: int, minimum: int = 1) -> int:
-    value = config.option(key, default)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise EngineError(f"option {key!r} must be an integer, got {value!r}") from None
-    if number < minimum:
-        raise EngineError(f"option {key!r} must be >= {minimum}, got {number}")
-    return number
-
-
 class VisionLanguageExtractor:
     """The shared half of a VLM extraction engine; subclasses implement ``generate``."""
 
@@ -112,7 +110,7 @@ class VisionLanguageExtractor:
         self.max_batch = self.batch_size
         self.options = _Options(
             max_new_tokens={
-                kind: int_option(config, f"{kind}_max_new_tokens", default)
+                kind: config.int_option(f"{kind}_max_new_tokens", default)
                 for kind, default in DEFAULT_MAX_NEW_TOKENS.items()
             },
             repair=bool(config.option("repair", True)),
@@ -146,7 +144,7 @@ class VisionLanguageExtractor:
         results: list[RegionResult | None] = [None] * len(regions)
         for kind in ("table", "chart"):
             jobs = [
-                _Job(i, kind, _rgb(r.image), (Turn("user", PROMPTS[kind]),))
+                _Job(i, kind, rgb(r.image), (Turn("user", PROMPTS[kind]),))
                 for i, r in enumerate(regions)
                 if r.kind == kind
             ]
@@ -209,36 +207,27 @@ class VisionLanguageExtractor:
     def _run(self, kind: RegionKind, jobs: Sequence[_Job]) -> list[tuple[_Job, Answer]]:
         """Answers for all jobs, in batches; out of memory halves the batch and retries."""
         stats = self.last_run
-        pending = deque(jobs)
-        answers: list[tuple[_Job, Answer]] = []
-        while pending:
-            size = min(self.max_batch, len(pending))
-            batch = [pending.popleft() for _ in range(size)]
-            out_of_memory = False
-            try:
-                outputs = self.generate(
-                    kind, [job.image for job in batch], [job.conversation for job in batch]
+
+        def out_of_memory(size: int) -> None:
+            self.max_batch = max(1, size // 2)
+            stats.oom_retries += 1
+            log.warning("out of memory on %d regions; now %d at a time", size, self.max_batch)
+
+        def generate(batch: list[_Job]) -> list[Answer]:
+            outputs = self.generate(
+                kind, [job.image for job in batch], [job.conversation for job in batch]
+            )
+            if len(outputs) != len(batch):
+                raise EngineError(
+                    f"{self.name} gave {len(outputs)} answers for {len(batch)} regions"
                 )
-            except Exception as error:
-                if size == 1 or not is_out_of_memory(error):
-                    raise
-                out_of_memory = True
-            if out_of_memory:
-                # Outside the except block, so the traceback no longer pins the
-                # failed batch's tensors and emptying the cache frees them.
-                pending.extendleft(reversed(batch))
-                self.max_batch = max(1, size // 2)
-                stats.oom_retries += 1
-                log.warning("out of memory on %d regions; now %d at a time", size, self.max_batch)
-                free_memory(self.device)
-                continue
-            if len(outputs) != size:
-                raise EngineError(f"{self.name} gave {len(outputs)} answers for {size} regions")
+            return outputs
+
+        answers: list[tuple[_Job, Answer]] = []
+        for batch, outputs in shrinking_batches(
+            deque(jobs), lambda: self.max_batch, generate, out_of_memory, self.device
+        ):
             stats.batches += 1
             stats.generated_tokens += sum(answer.new_tokens for answer in outputs)
             answers.extend(zip(batch, outputs, strict=True))
         return answers
-
-
-def _rgb(image: Image.Image) -> Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")

@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from docintel.engines.base import EngineConfig, EngineError
+from docintel.engines.base import EngineConfig, EngineError, rgb
 from docintel.engines.florence2 import loading
 from docintel.engines.florence2.confidence import (
     ChosenTokenLogprobs,
@@ -44,7 +44,7 @@ from docintel.engines.florence2.tiling import (
     split_tile,
     tile_grid,
 )
-from docintel.engines.torch_runtime import is_out_of_memory
+from docintel.engines.torch_runtime import shrinking_batches
 from docintel.geometry import Region, RegionKind, TextLine
 
 log = logging.getLogger(__name__)
@@ -92,21 +92,6 @@ class _Job:
     prompt: str
 
 
-def _int_option(config: EngineConfig, key: str, default: int, minimum: int) -> int:
-    value = config.option(key, default)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise EngineError(f"option {key!r} must be an integer, got {value!r}") from None
-    if number < minimum:
-        raise EngineError(f"option {key!r} must be >= {minimum}, got {number}")
-    return number
-
-
-def _rgb(image: Image.Image) -> Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
 def _crop(image: Image.Image, tile: Tile) -> Image.Image:
     if tile.box == (0, 0, image.width, image.height):
         return image
@@ -126,8 +111,8 @@ class _Florence2Engine:
         # Lowered for good after an out-of-memory error: the GPU will not grow,
         # and failing every call at the configured size wastes an encoder pass.
         self.max_batch = self.batch_size
-        beams = _int_option(config, "num_beams", 1, 1)
-        wanted_tokens = _int_option(config, "max_new_tokens", 1 << 30, 1)
+        beams = config.int_option("num_beams", 1, 1)
+        wanted_tokens = config.int_option("max_new_tokens", 1 << 30, 1)
         self._loaded: loading.LoadedModel | None = loading.acquire(config)
         # Release the shared model even if nobody calls close().
         self._release = weakref.finalize(self, loading.release, self._loaded.key)
@@ -228,31 +213,24 @@ class _Florence2Engine:
     ) -> None:
         """Generate for every job in batches; ``handle`` may queue follow-up jobs."""
         stats = self.last_run = RunStats()
+
+        def out_of_memory(size: int) -> None:
+            self.max_batch = max(1, size // 2)
+            stats.oom_retries += 1
+            log.warning("out of memory on %d tiles; now %d at a time", size, self.max_batch)
+
+        def generate(batch: list[_Job]) -> list[Generation]:
+            return self._generate(
+                [_crop(images[job.index], job.tile) for job in batch],
+                [job.prompt for job in batch],
+            )
+
         pending = deque(jobs)
-        while pending:
-            size = min(self.max_batch, len(pending))
-            batch = [pending.popleft() for _ in range(size)]
-            out_of_memory = False
-            try:
-                generations = self._generate(
-                    [_crop(images[job.index], job.tile) for job in batch],
-                    [job.prompt for job in batch],
-                )
-            except Exception as error:
-                if size == 1 or not is_out_of_memory(error):
-                    raise
-                out_of_memory = True
-            if out_of_memory:
-                # Outside the except block: the traceback no longer pins the
-                # failed batch's tensors, so emptying the cache frees them.
-                pending.extendleft(reversed(batch))
-                self.max_batch = max(1, size // 2)
-                stats.oom_retries += 1
-                log.warning("out of memory on %d tiles; now %d at a time", size, self.max_batch)
-                loading.free_memory(self.loaded.device)
-                continue
+        for batch, generations in shrinking_batches(
+            pending, lambda: self.max_batch, generate, out_of_memory, self.loaded.device
+        ):
             stats.batches += 1
-            stats.tiles += size
+            stats.tiles += len(batch)
             for job, generation in zip(batch, generations, strict=True):
                 stats.generated_tokens += generation.new_tokens
                 pending.extend(handle(job, generation))
@@ -262,16 +240,16 @@ class Florence2Ocr(_Florence2Engine):
     """``<OCR_WITH_REGION>`` over overlapping tiles; lines in page pixels, reading order."""
 
     def __init__(self, config: EngineConfig) -> None:
-        self.tile_size = _int_option(config, "tile_size", DEFAULT_TILE_SIZE, 32)
+        self.tile_size = config.int_option("tile_size", DEFAULT_TILE_SIZE, 32)
         default_overlap = min(DEFAULT_OVERLAP, self.tile_size // 4)
-        self.overlap = _int_option(config, "overlap", default_overlap, 0)
-        self.min_tile_size = _int_option(config, "min_tile_size", DEFAULT_MIN_TILE_SIZE, 16)
+        self.overlap = config.int_option("overlap", default_overlap, 0)
+        self.min_tile_size = config.int_option("min_tile_size", DEFAULT_MIN_TILE_SIZE, 16)
         if self.overlap >= self.tile_size // 2:
             raise EngineError("option 'overlap' must be less than half of 'tile_size'")
         super().__init__(config)
 
     def recognize(self, images: Sequence[Image.Image]) -> list[list[TextLine]]:
-        pages = [_rgb(image) for image in images]
+        pages = [rgb(image) for image in images]
         found: list[list[TileLine]] = [[] for _ in pages]
         processor = self.loaded.processor
         tokens = self.token_info
@@ -361,7 +339,7 @@ class Florence2RegionDetector(_Florence2Engine):
         super().__init__(config)
 
     def detect(self, images: Sequence[Image.Image]) -> list[list[Region]]:
-        pages = [_rgb(image) for image in images]
+        pages = [rgb(image) for image in images]
         found: list[list[Region]] = [[] for _ in pages]
         processor = self.loaded.processor
 

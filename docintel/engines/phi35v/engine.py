@@ -28,7 +28,7 @@ from docintel.engines.vlm_extraction import (
     Answer,
     Conversation,
     VisionLanguageExtractor,
-    int_option,
+    decode_answer,
 )
 from docintel.geometry import RegionKind
 
@@ -58,7 +58,7 @@ class Phi35VisionEngine(VisionLanguageExtractor):
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self.max_crops = {
-            kind: int_option(config, f"{kind}_max_crops", default)
+            kind: config.int_option(f"{kind}_max_crops", default)
             for kind, default in DEFAULT_MAX_CROPS.items()
         }
         self.loaded = loading.load(
@@ -108,13 +108,7 @@ class Phi35VisionEngine(VisionLanguageExtractor):
             embeds = model.embed(batch.input_ids, batch.pixel_values, batch.image_sizes)
             # Given only embeddings, generate returns the new tokens alone.
             new = model.generate(inputs_embeds=embeds, **kwargs)
-        return [self._answer(row, eos, budget) for row in new.tolist()]
-
-    def _answer(self, tokens: list[int], eos: list[int], budget: int) -> Answer:
-        end = next((i for i, token in enumerate(tokens) if token in eos), None)
-        kept = tokens if end is None else tokens[:end]
-        text = self.loaded.tokenizer.decode(kept, skip_special_tokens=True)
-        return Answer(text=text.strip(), new_tokens=len(kept), truncated=end is None)
+        return [decode_answer(row, eos, self.loaded.tokenizer) for row in new.tolist()]
 
 
 def build(config: EngineConfig) -> Phi35VisionEngine:

@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 
 from docintel.engines.base import OcrEngine
-from docintel.engines.florence2.engine import Florence2Ocr, Generation, is_out_of_memory
+from docintel.engines.florence2.engine import Florence2Ocr, Generation
 from docintel.engines.florence2.tiling import Tile, tile_grid
+from docintel.engines.torch_runtime import is_out_of_memory
 from docintel.geometry import TextLine
 from tests.engines.florence2.conftest import ConfigFactory
 from tests.fixtures.tiny_florence2 import DECODER_POSITIONS, loc, scripted_decoder

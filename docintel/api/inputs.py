@@ -1,0 +1,73 @@
+"""What clients send: upload options, file names, listing cursors; each checked or a 400."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from docintel.api.problems import Problem
+from docintel.models import Document
+
+OPTION_FIELDS = {"ocr_mode", "dpi", "tables"}
+OCR_MODES = ("auto", "always", "never")
+
+
+def options_from_fields(fields: dict[str, str]) -> dict[str, Any]:
+    """Per-document options: an ``options`` JSON field and/or single fields."""
+    options: dict[str, Any] = {}
+    if fields.get("options"):
+        try:
+            parsed = json.loads(fields["options"])
+        except json.JSONDecodeError as error:
+            raise Problem(400, "bad options", f"options is not JSON: {error.msg}") from None
+        if not isinstance(parsed, dict):
+            raise Problem(400, "bad options", "options must be a JSON object")
+        options.update(parsed)
+    for name in OPTION_FIELDS & fields.keys():
+        value: Any = fields[name]
+        if name == "dpi":
+            if not value.isdigit():
+                raise Problem(400, "bad options", "dpi must be a whole number")
+            value = int(value)
+        elif name == "tables":
+            value = value.lower() not in ("false", "0", "no", "off")
+        options[name] = value
+    return checked_options(options)
+
+
+def checked_options(options: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(options.get("tables", True), bool):
+        raise Problem(400, "bad options", "tables must be true or false")
+    if options.get("ocr_mode", "auto") not in OCR_MODES:
+        raise Problem(400, "bad options", f"ocr_mode must be one of {', '.join(OCR_MODES)}")
+    dpi = options.get("dpi")
+    if dpi is not None and not (isinstance(dpi, int) and 36 <= dpi <= 1200):
+        raise Problem(400, "bad options", "dpi must be a whole number from 36 to 1200")
+    unknown = set(options) - OPTION_FIELDS
+    if unknown:
+        raise Problem(400, "bad options", f"unknown options: {', '.join(sorted(unknown))}")
+    return options
+
+
+def safe_name(filename: str | None) -> str:
+    """The upload's base name only: a client's path (``../../etc/passwd.pdf``) is not ours."""
+    name = Path((filename or "").replace("\\", "/")).name.strip()
+    return name or "upload"
+
+
+def cursor_after(doc: Document) -> str:
+    raw = f"{doc.created_at.isoformat()}|{doc.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def read_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, last = raw.partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(last)
+    except ValueError:
+        raise Problem(400, "bad cursor", "pass back the next_cursor of a listing") from None
