@@ -71,10 +71,15 @@ def list_keys(session: Session) -> list[KeyInfo]:
 def revoke_key(session: Session, ref: str) -> int:
     """Revoke the keys whose id or prefix is ``ref``; how many were revoked."""
     query = select(ApiKey).where(ApiKey.revoked_at.is_(None))
-    if ref.isdigit():
+    prefix = ref.removeprefix("di_").split("_")[0]
+    # A prefix is 8 hex digits and may be all digits (about one key in 40): read
+    # that as a prefix, not as an id; ids are the short numbers `apikey list` shows.
+    if len(prefix) == 2 * _PREFIX_BYTES and all(c in "0123456789abcdef" for c in prefix):
+        query = query.where(ApiKey.prefix == prefix)
+    elif ref.isdigit():
         query = query.where(ApiKey.id == int(ref))
     else:
-        query = query.where(ApiKey.prefix == ref.removeprefix("di_").split("_")[0])
+        return 0
     rows = session.scalars(query).all()
     for row in rows:
         row.revoked_at = utcnow()

@@ -459,3 +459,20 @@ def test_reprocess_runs_the_stored_original_again_with_new_options(
         client.post(f"/v1/documents/{doc_id}/reprocess", json={"options": [1]}).status_code == 400
     )
     assert client.post(f"/v1/documents/{uuid.uuid4()}/reprocess").status_code == 404
+
+
+def test_a_key_whose_prefix_is_all_digits_is_revoked_by_its_prefix(tmp_path: Path) -> None:
+    """Was: an all-digit prefix (about one key in 40) was read as a row id: nothing revoked."""
+    from docintel.models import ApiKey
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    migrate.upgrade(url)
+    with session_scope(url) as session:
+        keys.create_key(session, "digits")
+        row = session.scalars(select(ApiKey)).one()
+        row.prefix = "12345678"
+        keys.create_key(session, "by id")
+    with session_scope(url) as session:
+        assert keys.revoke_key(session, "12345678") == 1
+        assert keys.revoke_key(session, "1") == 0  # that one, already revoked
+        assert keys.revoke_key(session, "2") == 1  # the second key, by its id
