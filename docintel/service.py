@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from docintel.db import session_scope
 from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Page, PageStatus
+from docintel.passwords import seal_options
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.ingest import IngestResult, ingest_file
 from docintel.pipeline.sweeper import resume_document
@@ -35,6 +36,9 @@ class Progress:
     status: DocumentStatus
     pages_total: int
     pages_finished: int
+    # Where its work is: queued, split, render, ocr, tables (several joined by ", "
+    # while pages are in different stages), finishing, or its final status.
+    stage: str
 
     @property
     def terminal(self) -> bool:
@@ -87,6 +91,7 @@ def accept(
     # Taken before any work: an embedded run that holds the lock has all its leases
     # on record, so whatever other lease it finds belongs to a run that is gone.
     sole_embedded_run = settings.embedded and owns_embedded_database(settings)
+    options = seal_options(settings, options)  # a PDF password is never stored in clear
     with session_scope(settings.database_url) as session:
         ctx = StageContext(session, settings)
         result = ingest_file(
@@ -147,6 +152,10 @@ def owns_embedded_database(settings: Settings) -> bool:
 _embedded_locks: dict[Path, IO[str]] = {}
 
 
+# Page statuses in pipeline order, with the stage a page in each is waiting for.
+_STAGES = {PageStatus.PENDING: "render", PageStatus.OCR: "ocr", PageStatus.EXTRACT: "tables"}
+
+
 def progress(settings: Settings, ids: Iterable[uuid.UUID]) -> list[Progress]:
     ids = list(ids)
     with session_scope(settings.database_url) as session:
@@ -158,21 +167,33 @@ def progress(settings: Settings, ids: Iterable[uuid.UUID]) -> list[Progress]:
                 )
             )
         }
-        finished = dict(
-            session.execute(
-                select(Page.document_id, func.count())
-                .where(
-                    Page.document_id.in_(ids),
-                    Page.status.in_((PageStatus.DONE, PageStatus.FAILED)),
-                )
-                .group_by(Page.document_id)
-            ).all()
-        )
+        pages: dict[uuid.UUID, dict[PageStatus, int]] = {doc_id: {} for doc_id in docs}
+        for doc_id, status, count in session.execute(
+            select(Page.document_id, Page.status, func.count())
+            .where(Page.document_id.in_(ids))
+            .group_by(Page.document_id, Page.status)
+        ):
+            pages[doc_id][PageStatus(status)] = count
     return [
-        Progress(doc_id, docs[doc_id].status, docs[doc_id].page_count or 0, finished.get(doc_id, 0))
+        Progress(
+            doc_id,
+            docs[doc_id].status,
+            docs[doc_id].page_count or 0,
+            pages[doc_id].get(PageStatus.DONE, 0) + pages[doc_id].get(PageStatus.FAILED, 0),
+            _stage(docs[doc_id].status, pages[doc_id]),
+        )
         for doc_id in ids
         if doc_id in docs
     ]
+
+
+def _stage(status: DocumentStatus, pages: dict[PageStatus, int]) -> str:
+    if status != DocumentStatus.PROCESSING:
+        return str(status)
+    if not pages:
+        return "split"
+    waiting = [stage for page_status, stage in _STAGES.items() if pages.get(page_status)]
+    return ", ".join(waiting) or "finishing"
 
 
 def wait(

@@ -1,7 +1,8 @@
 """Typed settings, read from ``DOCINTEL_*`` environment variables and an optional ``.env``.
 
 The defaults give the embedded mode: a SQLite file, a local blob folder and an
-in-process queue, all under ``DOCINTEL_DATA_DIR``. Pointing ``DATABASE_URL`` at
+in-process queue, all under ``DOCINTEL_DATA_DIR`` (default: the user's data
+directory, e.g. ``~/.local/share/docintel``). Pointing ``DATABASE_URL`` at
 Postgres and ``BROKER_URL`` at Redis turns the same code into the distributed mode.
 """
 
@@ -11,7 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+import platformdirs
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OcrMode = Literal["auto", "always", "never"]
@@ -22,7 +24,12 @@ class Settings(BaseSettings):
         env_prefix="DOCINTEL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    data_dir: Path = Field(default=Path(".docintel"), description="Root of embedded-mode state.")
+    data_dir: Path = Field(
+        # The user's data directory, not the current folder: `docintel show` run from
+        # anywhere finds the same documents and leaves no stray folder behind.
+        default_factory=lambda: Path(platformdirs.user_data_dir("docintel")),
+        description="Root of embedded-mode state.",
+    )
     database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir.")
     broker_url: str = Field(
         default="", description="Celery broker; empty runs tasks in-process (embedded mode)."
@@ -81,11 +88,50 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     dtype: str = Field(default="auto", description="auto | float32 | float16 | bfloat16")
 
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key that encrypts PDF passwords kept with a document; every "
+        "process must share it. Embedded mode makes one in data_dir when unset.",
+    )
+
+    sources: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='Inbox folders and S3 prefixes to scan, as JSON, e.g. [{"name": "inbox", '
+        '"uri": "/data/in", "options": {"settle_s": 10, "ocr_mode": "auto"}}]; added to '
+        "those from `docintel sources add`.",
+    )
+    scan_interval_s: float = Field(
+        default=30, gt=0, description="How often `docintel beat` scans the sources."
+    )
+
     api_keys_required: bool | None = Field(
         default=None,
         description="Whether the API asks for an API key; default: yes, except in "
         "embedded mode (a local, single-user setup).",
     )
+
+    # Webhooks (docintel.webhooks): a POST to each URL when a document finishes.
+    webhook_urls: list[str] = Field(
+        default_factory=list,
+        description='Global webhooks, called for every document, as JSON: ["https://..."].',
+    )
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key of the HMAC-SHA256 signature; no webhook is ever sent without it.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook URLs that resolve to loopback, link-local, private or "
+        "reserved addresses (refused by default: a client could aim them at your network).",
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Wait before the first retry; doubled for each later one, with jitter.",
+    )
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
 
     # Limits: bad or hostile input is refused with a clear error, never crashes a worker.
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
@@ -132,6 +178,22 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.data_dir / 'docintel.db').resolve()}"
         if not self.storage_url:
             self.storage_url = (self.data_dir / "blobs").resolve().as_uri()
+        return self
+
+    @model_validator(mode="after")
+    def _check_webhooks(self) -> Settings:
+        # Refused at start, not at the first finished document an hour later.
+        from docintel.webhooks.targets import TargetRefused, check_url
+
+        if self.webhook_urls and not self.webhook_secret.get_secret_value():
+            raise ValueError(
+                "DOCINTEL_WEBHOOK_URLS needs DOCINTEL_WEBHOOK_SECRET: webhooks are always signed"
+            )
+        for url in self.webhook_urls:
+            try:
+                check_url(url)
+            except TargetRefused as error:
+                raise ValueError(f"DOCINTEL_WEBHOOK_URLS: {error}") from None
         return self
 
     def timing_problems(self) -> list[str]:

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docintel.api import keys
@@ -36,11 +38,12 @@ from docintel.api.inputs import (
     options_from_fields,
     read_cursor,
     safe_name,
+    webhook_target,
 )
 from docintel.api.metrics import DatabaseCollector
 from docintel.api.problems import Problem, problem_response
 from docintel.api.upload import UploadError, UploadTooLarge, receive_upload
-from docintel.api.views import accepted_body, job_json, summary
+from docintel.api.views import accepted_body, job_json, latest_job_id, summary
 from docintel.db import session_scope
 from docintel.document.sniff import sniff_media_type
 from docintel.errors import DocumentError
@@ -52,6 +55,7 @@ from docintel.models import (
     Page,
 )
 from docintel.output import document_json, document_markdown, load_document, page_json
+from docintel.passwords import SecretKeyError
 from docintel.pipeline.cancel import cancel_document
 from docintel.pipeline.delete import delete_document
 from docintel.search import Filters, search_pages
@@ -68,6 +72,10 @@ def _session() -> Iterator[Session]:
 
 # Module level: FastAPI resolves these annotations from the module's names.
 Db = Annotated[Session, Depends(_session)]
+
+
+# Pages are numbered from 1; the bound keeps a huge number a 422, not a database error.
+PageNumber = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 
 
 def create_app() -> FastAPI:
@@ -94,6 +102,11 @@ def create_app() -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _on_http(_: Request, error: StarletteHTTPException) -> JSONResponse:
         return problem_response(error.status_code, str(error.detail), None)
+
+    @app.exception_handler(SecretKeyError)
+    async def _on_secret_key(_: Request, error: SecretKeyError) -> JSONResponse:
+        # The server's configuration, not the request, is at fault.
+        return problem_response(503, "cannot keep a PDF password", str(error))
 
     @app.exception_handler(RequestValidationError)
     async def _on_invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -162,6 +175,7 @@ def create_app() -> FastAPI:
                 raise Problem(400, "bad upload", str(error)) from None
             assert received.path is not None  # receive_upload guarantees a file
             options = options_from_fields(received.fields)
+            await run_in_threadpool(webhook_target, options)  # DNS must not stall the loop
             with received.path.open("rb") as handle:
                 head = handle.read(_HEAD_BYTES)
             try:
@@ -175,7 +189,7 @@ def create_app() -> FastAPI:
                 earlier = replayed(settings, key, received.path)
                 if earlier is not None:
                     response.headers["Location"] = f"/v1/documents/{earlier}"
-                    return accepted_body(earlier, created=False)
+                    return accepted_body(earlier, latest_job_id(settings, earlier), created=False)
             accepted = accept(
                 settings,
                 received.path,
@@ -187,9 +201,10 @@ def create_app() -> FastAPI:
         doc_id = accepted.result.document_id
         if key is not None:
             remember(settings, key, doc_id)
+        job_id = latest_job_id(settings, doc_id)  # before the launch: embedded may finish it
         launch(accepted)
         response.headers["Location"] = f"/v1/documents/{doc_id}"
-        return accepted_body(doc_id, created=accepted.result.created)
+        return accepted_body(doc_id, job_id, created=accepted.result.created)
 
     @app.get("/v1/documents", dependencies=auth)
     def list_documents(
@@ -277,6 +292,7 @@ def create_app() -> FastAPI:
         if not isinstance(options, dict):
             raise Problem(400, "bad options", "options must be a JSON object")
         options = checked_options(options)
+        webhook_target(options)
         with session_scope(settings.database_url) as s:
             doc = s.get(Document, document_id)
             if doc is None:
@@ -296,9 +312,10 @@ def create_app() -> FastAPI:
             )
         if not accepted.result.restarted:  # a concurrent reprocess or upload took it first
             raise Problem(409, "still processing", f"document {document_id} is being processed")
+        job_id = latest_job_id(settings, document_id)
         launch(accepted)
         response.headers["Location"] = f"/v1/documents/{document_id}"
-        return accepted_body(document_id, created=False)
+        return accepted_body(document_id, job_id, created=False)
 
     @app.delete("/v1/documents/{document_id}", status_code=204, dependencies=auth)
     def delete(document_id: uuid.UUID, db: Db) -> Response:
@@ -336,7 +353,7 @@ def create_app() -> FastAPI:
         return document_markdown(_document(db, document_id))
 
     @app.get("/v1/documents/{document_id}/pages/{number}", dependencies=auth)
-    def get_page(document_id: uuid.UUID, number: int, db: Db) -> dict[str, Any]:
+    def get_page(document_id: uuid.UUID, number: PageNumber, db: Db) -> dict[str, Any]:
         # One page's rows, not the whole document's.
         page = db.scalar(
             select(Page)
@@ -348,7 +365,7 @@ def create_app() -> FastAPI:
         return page_json(page)
 
     @app.get("/v1/documents/{document_id}/pages/{number}/image", dependencies=auth)
-    def get_page_image(document_id: uuid.UUID, number: int, db: Db) -> StreamingResponse:
+    def get_page_image(document_id: uuid.UUID, number: PageNumber, db: Db) -> StreamingResponse:
         key = db.scalar(
             select(Page.image_key).where(Page.document_id == document_id, Page.number == number)
         )

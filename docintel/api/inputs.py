@@ -11,8 +11,11 @@ from typing import Any
 
 from docintel.api.problems import Problem
 from docintel.models import Document
+from docintel.settings import get_settings
+from docintel.webhooks.targets import TargetRefused, check_url, resolve
 
-OPTION_FIELDS = {"ocr_mode", "dpi", "tables"}
+# password: encrypted by service.accept() before the document is stored
+OPTION_FIELDS = {"ocr_mode", "dpi", "tables", "password", "webhook_url"}
 OCR_MODES = ("auto", "always", "never")
 
 
@@ -47,10 +50,44 @@ def checked_options(options: dict[str, Any]) -> dict[str, Any]:
     dpi = options.get("dpi")
     if dpi is not None and not (isinstance(dpi, int) and 36 <= dpi <= 1200):
         raise Problem(400, "bad options", "dpi must be a whole number from 36 to 1200")
+    if not isinstance(options.get("password", ""), str):
+        raise Problem(400, "bad options", "password must be a string")
+    if "webhook_url" in options:
+        check_webhook_url(options["webhook_url"])
     unknown = set(options) - OPTION_FIELDS
     if unknown:
         raise Problem(400, "bad options", f"unknown options: {', '.join(sorted(unknown))}")
     return options
+
+
+def check_webhook_url(url: Any) -> None:
+    """The checks that need no DNS; ``webhook_target`` resolves the host."""
+    if not isinstance(url, str):
+        raise Problem(400, "bad options", "webhook_url must be a string")
+    if not get_settings().webhook_secret.get_secret_value():
+        raise Problem(
+            400, "webhooks not enabled", "the server has no DOCINTEL_WEBHOOK_SECRET to sign them"
+        )
+    try:
+        check_url(url)
+    except TargetRefused as error:
+        raise Problem(400, "bad webhook_url", str(error)) from None
+
+
+def webhook_target(options: dict[str, Any]) -> None:
+    """Refuse a ``webhook_url`` whose host resolves to an address it may not reach.
+
+    Blocking (DNS): call it from a worker thread. Checked again at each attempt.
+    """
+    url = options.get("webhook_url")
+    if url is None:
+        return
+    try:
+        resolve(url, allow_private=get_settings().webhook_allow_private)
+    except TargetRefused as error:
+        raise Problem(400, "bad webhook_url", str(error)) from None
+    except OSError as error:
+        raise Problem(400, "bad webhook_url", f"cannot resolve its host: {error}") from None
 
 
 def safe_name(filename: str | None) -> str:

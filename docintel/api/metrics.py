@@ -8,15 +8,28 @@ of grouped counts over indexed columns.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from itertools import groupby
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from docintel.db import session_scope
-from docintel.models import Document, DocumentStatus, Page, PageStatus
+from docintel.models import Document, DocumentStatus, Page, PageStatus, StageLatency
+from docintel.pipeline.latency import BUCKETS
+from docintel.queue.depth import queue_lengths
 from docintel.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Which queue a page waiting in each status is sent to.
 _QUEUE_OF = {PageStatus.PENDING: "cpu", PageStatus.OCR: "ocr", PageStatus.EXTRACT: "extract"}
@@ -76,4 +89,49 @@ class DatabaseCollector(Collector):
                 .group_by(Document.error_code)
             ):
                 failures.add_metric(["document", code or "unknown"], count)
-        yield from (waiting, documents, processed, failures)
+            latency = _stage_latency(session)
+        yield from (waiting, documents, processed, failures, latency)
+        if not self.settings.embedded:
+            yield from _broker_queues(self.settings)
+
+
+def _stage_latency(session: Session) -> HistogramMetricFamily:
+    histogram = HistogramMetricFamily(
+        "docintel_stage_seconds", "Seconds a page spent in each stage", labels=["stage"]
+    )
+    rows = session.execute(
+        select(
+            StageLatency.stage, StageLatency.le, StageLatency.count, StageLatency.sum_seconds
+        ).order_by(StageLatency.stage, StageLatency.le)
+    ).all()
+    for stage, group in groupby(rows, key=lambda row: row[0]):
+        buckets: dict[float, int] = {}
+        total = 0.0
+        for _, le, count, seconds in group:
+            buckets[le] = count
+            total += seconds
+        cumulative, running = [], 0
+        for le in BUCKETS:  # every bucket, including empty ones, as Prometheus expects
+            running += buckets.get(le, 0)
+            cumulative.append((floatToGoString(le), running))
+        histogram.add_metric([stage], cumulative, sum_value=total)
+    return histogram
+
+
+def _broker_queues(settings: Settings) -> Iterator[Metric]:
+    """Messages waiting in each broker queue; ``docintel_broker_up`` 0 when unreachable."""
+    up = GaugeMetricFamily("docintel_broker_up", "Whether the broker answered this scrape")
+    try:
+        lengths = queue_lengths(settings)
+    except Exception as error:  # a scrape must answer even with the broker away
+        log.warning("metrics: cannot read the broker's queues: %s", error)
+        up.add_metric([], 0)
+        yield up
+        return
+    up.add_metric([], 1)
+    queued = GaugeMetricFamily(
+        "docintel_queue_messages", "Messages waiting in the broker, by queue", labels=["queue"]
+    )
+    for queue, length in lengths.items():
+        queued.add_metric([queue], length)
+    yield from (up, queued)

@@ -5,15 +5,29 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+
+from docintel.db import session_scope
 from docintel.models import Document, Job
+from docintel.settings import Settings
 
 
-def accepted_body(doc_id: uuid.UUID, *, created: bool) -> dict[str, Any]:
+def accepted_body(doc_id: uuid.UUID, job_id: uuid.UUID | None, *, created: bool) -> dict[str, Any]:
+    job_link = f"/v1/jobs/{job_id}" if job_id else f"/v1/documents/{doc_id}/job"
     return {
         "document_id": str(doc_id),
+        "job_id": str(job_id) if job_id else None,
         "created": created,
-        "links": {"document": f"/v1/documents/{doc_id}", "job": f"/v1/documents/{doc_id}/job"},
+        "links": {"document": f"/v1/documents/{doc_id}", "job": job_link},
     }
+
+
+def latest_job_id(settings: Settings, doc_id: uuid.UUID) -> uuid.UUID | None:
+    """The document's newest run (none for a file refused at the door)."""
+    with session_scope(settings.database_url) as session:
+        return session.scalar(
+            select(Job.id).where(Job.document_id == doc_id).order_by(Job.started_at.desc()).limit(1)
+        )
 
 
 def summary(doc: Document) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from docintel.cli.report import ProgressMode
 from docintel.settings import OcrMode, Settings, get_settings
 
 if TYPE_CHECKING:
@@ -30,8 +31,37 @@ apikey_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True
 app.add_typer(apikey_app, name="apikey")
 
 
+Revision = Annotated[str, typer.Argument(help="An Alembic revision id, 'head' or 'base'")]
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from docintel import __version__
+
+        try:
+            installed = version("docintel")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            installed = __version__
+        typer.echo(f"docintel {installed}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """docintel: PDFs and scans to structured, queryable data."""
+
+
 @db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
+def db_upgrade(revision: Revision = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
     from docintel import migrate
 
@@ -40,7 +70,7 @@ def db_upgrade(revision: str = "head") -> None:
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: str) -> None:
+def db_downgrade(revision: Revision) -> None:
     """Revert migrations down to REVISION ('base' removes every table)."""
     from docintel import migrate
 
@@ -50,7 +80,9 @@ def db_downgrade(revision: str) -> None:
 
 @app.command()
 def process(
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
+    # Not checked by typer: one bad path would refuse the whole batch; run_process
+    # reports it and processes the others.
+    files: Annotated[list[Path], typer.Argument(help="PDFs and images")],
     out: Annotated[
         Path,
         typer.Option("--out", "-o", file_okay=False, help="Folder for <name>.json and <name>.md"),
@@ -69,7 +101,28 @@ def process(
             help="Find tables and charts and extract them (default from settings)",
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DOCINTEL_PDF_PASSWORD",
+            show_envvar=True,
+            help="Password of encrypted PDFs; kept encrypted, never logged "
+            "(the environment variable keeps it out of the shell history)",
+        ),
+    ] = None,
+    ask_password: Annotated[
+        bool, typer.Option("--ask-password", help="Prompt for the PDF password, unechoed")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr")
+    ] = False,
+    progress: Annotated[
+        ProgressMode,
+        typer.Option(
+            help="auto: a progress line on a terminal and a summary per file (stderr); "
+            "jsonl: JSON lines on stdout, progress events and a result per file",
+        ),
+    ] = "auto",
     reprocess: Annotated[
         bool,
         typer.Option(
@@ -80,16 +133,26 @@ def process(
     """Process FILES end to end and write the results to --out.
 
     Embedded (no DOCINTEL_BROKER_URL): runs here, with SQLite and the CPU engine.
-    Distributed: submits to the workers and waits. Exit code 0 only if every file is done.
+    Distributed: submits to the workers and waits. Exit code 0 only if every file is done;
+    a path that cannot be read is reported and skipped, the others still run.
     A file whose bytes were processed before reuses those results unless --reprocess.
     """
     from docintel.cli.process import run_process
 
+    if ask_password:
+        password = typer.prompt("PDF password", hide_input=True, err=True)
     settings = _ready_settings()
-    chosen = {"ocr_mode": ocr_mode, "dpi": dpi, "tables": tables}
+    chosen = {"ocr_mode": ocr_mode, "dpi": dpi, "tables": tables, "password": password or None}
     options = {k: v for k, v in chosen.items() if v is not None}
     code = run_process(
-        settings, files, out, options, timeout=timeout, quiet=quiet, reprocess=reprocess
+        settings,
+        files,
+        out,
+        options,
+        timeout=timeout,
+        quiet=quiet,
+        reprocess=reprocess,
+        progress_mode=progress,
     )
     raise typer.Exit(code)
 
@@ -234,20 +297,15 @@ def worker(
         int | None, typer.Option(help="Processes (default: CPU count; gpu: 1)")
     ] = None,
     beat: Annotated[
-        bool, typer.Option(hidden=True, help="Ignored: every worker now takes its turn sweeping")
+        bool,
+        typer.Option(help="Also scan the ingestion sources on schedule (as `docintel beat`)"),
     ] = False,
     loglevel: str = "info",
 ) -> None:
     """Start a Celery worker (distributed mode). Every worker also sweeps, in turn."""
     from docintel.queue.worker import start_worker
 
-    if beat:
-        typer.echo(
-            "docintel: --beat is no longer needed and is ignored: every worker takes its "
-            "turn at the sweep",
-            err=True,
-        )
-    start_worker(queues=queues.split(","), concurrency=concurrency, loglevel=loglevel)
+    start_worker(queues=queues.split(","), concurrency=concurrency, loglevel=loglevel, beat=beat)
 
 
 @app.command()
@@ -320,6 +378,12 @@ def sweep() -> None:
         typer.echo("another process is sweeping right now")
     else:
         typer.echo(f"swept: {sent} messages sent")
+
+
+from docintel.cli.sources import beat, sources_app  # noqa: E402 - they use the helpers above
+
+app.add_typer(sources_app, name="sources")
+app.command()(beat)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sys
 import threading
@@ -12,14 +10,26 @@ import uuid
 from pathlib import Path
 from typing import Any, NoReturn
 
-from docintel.db import session_scope
+from docintel.cli.consumers import ConsumerWatch
+from docintel.cli.report import (
+    NOT_READ,
+    FileResult,
+    HumanReport,
+    JsonLinesReport,
+    ProgressMode,
+    Report,
+)
+from docintel.cli.results import (
+    asks_for_other_options,
+    describe_options,
+    output_names,
+    write_document,
+)
 from docintel.models import DocumentStatus
-from docintel.output import document_json, document_markdown, load_document
+from docintel.passwords import SecretKeyError
 from docintel.pipeline.ingest import IngestResult
-from docintel.service import Progress, QueueUnavailable, submit, wait
+from docintel.service import Progress, QueueUnavailable, accept, progress, start, wait
 from docintel.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 def run_process(
@@ -31,9 +41,16 @@ def run_process(
     timeout: float | None,
     quiet: bool,
     reprocess: bool = False,
+    progress_mode: ProgressMode = "auto",
 ) -> int:
+    """Process ``files`` into ``out``; the exit code: 0 when every file is done, else 1."""
+    report: Report = (
+        JsonLinesReport()
+        if progress_mode == "jsonl"
+        else HumanReport(quiet=quiet, terminal=sys.stderr.isatty())
+    )
     try:
-        return _run_process(settings, files, out, options, timeout, quiet, reprocess)
+        return _run_process(settings, files, out, options, timeout, report, reprocess)
     except KeyboardInterrupt:
         _leave_interrupted()
 
@@ -63,197 +80,166 @@ def _run_process(
     out: Path,
     options: dict[str, Any],
     timeout: float | None,
-    quiet: bool,
+    report: Report,
     reprocess: bool,
 ) -> int:
     out.mkdir(parents=True, exist_ok=True)
-
+    # One bad path must not cost the others their run: it is reported and skipped.
+    not_read = {path: problem for path in files if (problem := _read_problem(path))}
+    for path, problem in not_read.items():
+        report.say(f"docintel: {path}: {problem}")
+    clock = _Clock()
     submitted: dict[Path, uuid.UUID] = {}
     errors: list[BaseException] = []
 
     def submit_all() -> None:
         try:
-            for path in files:
-                result = submit(settings, path, options=options, reprocess=reprocess)
-                submitted[path] = result.document_id
-                _explain_reuse(path, result, options, reprocess)
+            for path in (p for p in files if p not in not_read):
+                clock.start(path)
+                try:
+                    accepted = accept(settings, path, options=options, reprocess=reprocess)
+                except OSError as error:
+                    if not _about(error, path):
+                        raise
+                    not_read[path] = _problem(error)  # gone or locked since the check
+                    report.say(f"docintel: {path}: {not_read[path]}")
+                    continue
+                result = accepted.result
+                _explain_reuse(report, path, result, options, reprocess)
+                submitted[path] = result.document_id  # shown in progress from now on
+                start(settings, accepted)
+                if settings.embedded:  # the work ran inside start()
+                    clock.finish(result.document_id)
         except BaseException as error:  # surfaced by the main thread below
             errors.append(error)
 
-    # Embedded mode does the work inside submit(); run it beside the progress display.
+    # Embedded mode does the work inside start(); run it beside the progress display.
     worker = threading.Thread(target=submit_all, name="docintel-submit", daemon=True)
     worker.start()
-    display = _ProgressLine(enabled=not quiet and sys.stderr.isatty())
     while worker.is_alive():
         worker.join(0.5)
         if submitted:
-            from docintel.service import progress
-
-            display.show(progress(settings, submitted.values()), len(files))
+            _show(report, progress(settings, submitted.values()), submitted, len(files))
     if errors:
-        if isinstance(errors[0], QueueUnavailable):
-            display.close()
-            print(f"docintel: {errors[0]}", file=sys.stderr)
+        if isinstance(errors[0], QueueUnavailable | SecretKeyError):
+            report.say(f"docintel: {errors[0]}")
             return 1
         raise errors[0]
-    watch = _ConsumerWatch(settings)
+    watch = ConsumerWatch(settings)
 
     def on_progress(state: list[Progress]) -> None:
-        display.show(state, len(files))
-        watch.check(state, display)
+        clock.finish_terminal(state)
+        _show(report, state, submitted, len(files))
+        watch.check(state, report)
 
     final = wait(settings, submitted.values(), timeout_s=timeout, on_progress=on_progress)
-    display.close()
+    terminal = {p.document_id for p in final if p.terminal}
+    names = output_names([p for p in files if p in submitted])
+    results = [
+        FileResult(path, NOT_READ, error=not_read[path])
+        if path in not_read
+        else _settle(settings, report, path, submitted[path], out / names[path], terminal, clock)
+        for path in files
+    ]
+    report.finish(results)
+    return 0 if all(r.status == DocumentStatus.DONE for r in results) else 1
 
-    by_id = {p.document_id: p for p in final}
-    exit_code = 0
-    names = _output_names(files)
-    for path, doc_id in submitted.items():
-        status = _write_outputs(settings, doc_id, out, names[path])
-        if status != DocumentStatus.DONE:
-            exit_code = 1
-            state = by_id.get(doc_id)
-            detail = _error_line(settings, doc_id) if state and state.terminal else "timed out"
-            print(f"docintel: {path}: {status.value}: {detail}", file=sys.stderr)
-    return exit_code
+
+def _settle(
+    settings: Settings,
+    report: Report,
+    path: Path,
+    doc_id: uuid.UUID,
+    out_stem: Path,
+    terminal: set[uuid.UUID],
+    clock: _Clock,
+) -> FileResult:
+    """Write one file's outputs and say what went wrong with it, if anything."""
+    written = write_document(settings, doc_id, out_stem.parent, out_stem.name)
+    error = None
+    if written.status != DocumentStatus.DONE:
+        error = (written.error or "no error recorded") if doc_id in terminal else "timed out"
+        report.say(f"docintel: {path}: {written.status.value}: {error}")
+    if written.no_text:
+        report.say(f"docintel: warning: {path}: {written.no_text}")
+    return FileResult(
+        path,
+        written.status.value,
+        written.pages,
+        clock.seconds(path, doc_id),
+        written.json_path,
+        doc_id,
+        error,
+        (written.no_text,) if written.no_text else (),
+    )
+
+
+def _show(
+    report: Report, state: list[Progress], submitted: dict[Path, uuid.UUID], files: int
+) -> None:
+    report.progress(state, {doc_id: path for path, doc_id in submitted.items()}, files)
+
+
+def _read_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be processed, in a few words; None when it can be read."""
+    if path.exists() and not path.is_file():
+        return "not a file" if not path.is_dir() else "is a folder, not a file"
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as error:
+        return _problem(error)
+    return None
+
+
+def _problem(error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    return f"cannot be read: {error.strerror or error}"
+
+
+def _about(error: OSError, path: Path) -> bool:
+    """Whether ``error`` is about reading ``path`` (not, say, the blob store's disk)."""
+    return error.filename is not None and Path(error.filename) == path
+
+
+class _Clock:
+    """Seconds per file: from its submission to the first time it is seen finished."""
+
+    def __init__(self) -> None:
+        self._started: dict[Path, float] = {}
+        self._finished: dict[uuid.UUID, float] = {}
+
+    def start(self, path: Path) -> None:
+        self._started[path] = time.monotonic()
+
+    def finish(self, doc_id: uuid.UUID) -> None:
+        self._finished.setdefault(doc_id, time.monotonic())
+
+    def finish_terminal(self, state: list[Progress]) -> None:
+        for doc in state:
+            if doc.terminal:
+                self.finish(doc.document_id)
+
+    def seconds(self, path: Path, doc_id: uuid.UUID) -> float:
+        return self._finished.get(doc_id, time.monotonic()) - self._started[path]
 
 
 def _explain_reuse(
-    path: Path, result: IngestResult, options: dict[str, Any], reprocess: bool
+    report: Report, path: Path, result: IngestResult, options: dict[str, Any], reprocess: bool
 ) -> None:
     """Say so when earlier results stand in for what this command asked for."""
     earlier = result.earlier_options
     if earlier is None:
         return
     if reprocess:
-        print(
+        report.say(
             f"docintel: {path}: not reprocessed: document {result.document_id} is still "
-            "being processed; run again once it has finished",
-            file=sys.stderr,
+            "being processed; run again once it has finished"
         )
-    elif options and earlier != options:
-        print(
+    elif asks_for_other_options(earlier, options):
+        report.say(
             f"docintel: {path}: same content as document {result.document_id}, processed "
-            f"with {json.dumps(earlier, sort_keys=True)}; reusing its results "
-            "(--reprocess runs it again with these options)",
-            file=sys.stderr,
+            f"with {describe_options(earlier)}; reusing its results "
+            "(--reprocess runs it again with these options)"
         )
-
-
-def _output_names(files: list[Path]) -> dict[Path, str]:
-    """<name> for each input; inputs with the same stem get a numeric suffix."""
-    names: dict[Path, str] = {}
-    used: set[str] = set()
-    for path in files:
-        name, n = path.stem, 1
-        while name in used:
-            n += 1
-            name = f"{path.stem}-{n}"
-        used.add(name)
-        names[path] = name
-    return names
-
-
-def _write_outputs(settings: Settings, doc_id: uuid.UUID, out: Path, name: str) -> DocumentStatus:
-    with session_scope(settings.database_url) as session:
-        doc = load_document(session, doc_id)
-        assert doc is not None
-        (out / f"{name}.json").write_text(
-            json.dumps(document_json(doc), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        (out / f"{name}.md").write_text(document_markdown(doc), encoding="utf-8")
-        return doc.status
-
-
-def _error_line(settings: Settings, doc_id: uuid.UUID) -> str:
-    with session_scope(settings.database_url) as session:
-        doc = load_document(session, doc_id)
-        assert doc is not None
-        return f"{doc.error_code}: {doc.error_message}" if doc.error_code else "no error recorded"
-
-
-class _ProgressLine:
-    """One self-overwriting status line on a terminal; silent when piped."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._last = ""
-
-    def show(self, state: list[Progress], files: int) -> None:
-        if not self.enabled:
-            return
-        done_docs = sum(p.terminal for p in state)
-        pages = sum(p.pages_finished for p in state)
-        total = sum(p.pages_total for p in state)
-        line = f"documents {done_docs}/{files} · pages {pages}/{total}"
-        if line != self._last:
-            sys.stderr.write("\r" + line.ljust(len(self._last)))
-            sys.stderr.flush()
-            self._last = line
-
-    def close(self) -> None:
-        if self.enabled and self._last:
-            sys.stderr.write("\n")
-            self._last = ""  # the next line starts afresh; a second close prints nothing
-
-
-class _ConsumerWatch:
-    """Says, within seconds, when no live worker consumes a queue this run needs, and
-    again when one does. Otherwise a forgotten ``docintel worker`` looks like a slow one.
-
-    ``cpu`` is always needed; the OCR engine's queue once a page waits for OCR.
-    """
-
-    GRACE_S = 3.0  # a worker started together with this command needs a moment to report in
-    EVERY_S = 2.0
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.started = time.monotonic()
-        self.next_check = self.started + self.GRACE_S
-        self.missing: set[str] = set()
-
-    def check(self, state: list[Progress], display: _ProgressLine) -> None:
-        now = time.monotonic()
-        if self.settings.embedded or now < self.next_check or all(p.terminal for p in state):
-            return
-        self.next_check = now + self.EVERY_S
-        try:
-            missing = {q for q in self._needed(state) if self._consumers(q) == 0}
-        except Exception as error:  # a hint must never end the wait
-            log.debug("could not check for workers: %s", error)
-            return
-        for queue in sorted(missing - self.missing):
-            display.close()
-            print(
-                f"docintel: warning: no worker consumes the '{queue}' queue (none reported "
-                f"in recently); start one with `docintel worker --queues {queue}`. Waiting.",
-                file=sys.stderr,
-            )
-        for queue in sorted(self.missing - missing):
-            display.close()
-            print(f"docintel: a worker now consumes the '{queue}' queue", file=sys.stderr)
-        self.missing = missing
-
-    def _needed(self, state: list[Progress]) -> set[str]:
-        from docintel.pipeline.page import ocr_queue
-
-        queue = ocr_queue(self.settings.ocr_engine)
-        if queue == "cpu" or not _waiting_for_ocr(self.settings, [p.document_id for p in state]):
-            return {"cpu"}
-        return {"cpu", queue}
-
-    def _consumers(self, queue: str) -> int:
-        from docintel.queue.maintenance import live_consumers
-
-        return live_consumers(self.settings, queue)
-
-
-def _waiting_for_ocr(settings: Settings, ids: list[uuid.UUID]) -> bool:
-    from sqlalchemy import select
-
-    from docintel.models import Page, PageStatus
-
-    with session_scope(settings.database_url) as session:
-        query = select(Page.id).where(Page.document_id.in_(ids), Page.status == PageStatus.OCR)
-        return session.scalar(query.limit(1)) is not None

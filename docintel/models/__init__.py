@@ -15,7 +15,8 @@ from docintel.models.documents import (
     TextSource,
 )
 from docintel.models.ingestion import Source, SourceFile
-from docintel.models.jobs import Job
+from docintel.models.jobs import Job, StageLatency
+from docintel.models.webhooks import WebhookDelivery, WebhookStatus
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -34,6 +35,9 @@ __all__ = [
     "PageStatus",
     "Source",
     "SourceFile",
+    "StageLatency",
     "TextSource",
+    "WebhookDelivery",
+    "WebhookStatus",
     "WorkerHeartbeat",
 ]

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from docintel.models.base import Base, JSONType, utcnow
@@ -29,3 +29,20 @@ class Job(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class StageLatency(Base):
+    """A bucket of the stage latency histogram (seconds a page spent in a stage).
+
+    Each finished run adds its pages to the buckets, so ``/metrics`` on any API
+    process shows every worker's work with a read of a few dozen rows.
+    ``le`` is the bucket's upper bound (infinity for the last); counts are per
+    bucket, made cumulative when scraped.
+    """
+
+    __tablename__ = "stage_latency"
+
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    le: Mapped[float] = mapped_column(Float, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    sum_seconds: Mapped[float] = mapped_column(Float, default=0.0)

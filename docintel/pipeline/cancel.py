@@ -5,6 +5,9 @@ code ``cancelled`` and its lease cleared. A worker holding one of those pages
 writes its result only where its claim token still matches (``leases``), so
 whatever it finishes is dropped; ``split`` and ``finalize`` act only on queued
 or processing documents, so nothing brings the document back.
+
+Its webhooks (event ``failed``, status ``cancelled``) are committed with the
+cancel, their messages in the outbox: the next sweep sends them.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ from docintel.errors import ErrorCode
 from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Job, Page, PageStatus
 from docintel.models.base import utcnow
 from docintel.pipeline.leases import IN_FLIGHT
+from docintel.queue import outbox
+from docintel.settings import Settings, get_settings
+from docintel.webhooks.events import announce
 
 Outcome = Literal["cancelled", "finished", "missing"]
 
 
-def cancel_document(session: Session, document_id: uuid.UUID) -> Outcome:
+def cancel_document(
+    session: Session, document_id: uuid.UUID, settings: Settings | None = None
+) -> Outcome:
     doc = session.get(Document, document_id, with_for_update=True)
     if doc is None:
         return "missing"
@@ -53,4 +61,5 @@ def cancel_document(session: Session, document_id: uuid.UUID) -> Outcome:
     if job is not None:
         job.status = DocumentStatus.CANCELLED.value
         job.finished_at = now
+    outbox.stage(session, announce(session, settings or get_settings(), doc))
     return "cancelled"

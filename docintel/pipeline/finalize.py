@@ -2,6 +2,7 @@
 
 Every finished page asks for this; all but the last find pages in flight and
 return after refreshing the job's progress. Running it twice gives the same result.
+The one that settles the document also creates its webhook deliveries.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from sqlalchemy import select
 from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
 from docintel.models.base import utcnow
 from docintel.pipeline.context import FollowUp, StageContext
+from docintel.pipeline.latency import record_stage_times
 from docintel.pipeline.leases import IN_FLIGHT
 from docintel.pipeline.progress import page_counts, record_progress
+from docintel.webhooks.events import announce
 
 
 def finalize_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
@@ -57,11 +60,11 @@ def finalize_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
         job.status = doc.status.value
         job.pages_done, job.pages_failed = done, failed
         job.heartbeat_at = doc.finished_at
-        job.stage_seconds = _stage_totals(
-            session.scalars(select(Page.timings).where(Page.document_id == doc_id))
-        )
+        timings = session.scalars(select(Page.timings).where(Page.document_id == doc_id)).all()
+        job.stage_seconds = _stage_totals(timings)
+        record_stage_times(session, timings)
         job.finished_at = doc.finished_at
-    return []
+    return announce(session, ctx.settings, doc)
 
 
 def _stage_totals(timings: Any) -> dict[str, float]:

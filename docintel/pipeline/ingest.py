@@ -15,13 +15,16 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from docintel.document.sniff import sniff_media_type
 from docintel.errors import DocumentError, ErrorCode
 from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Job, Page
 from docintel.models.base import utcnow
+from docintel.passwords import has_password
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.storage import original_key
+from docintel.webhooks.events import announce
 
 _HEAD_BYTES = 4096
 _CHUNK = 1 << 20
@@ -67,7 +70,7 @@ def ingest_file(
     sha256 = sha256_file(path)
     existing = session.scalar(select(Document).where(Document.sha256 == sha256))
     if existing is not None:
-        if reprocess:
+        if reprocess or _password_now_given(existing, options):
             # Decided under the row lock: a worker may finish (or a second reprocess
             # restart) the document between the read above and here.
             session.refresh(existing, with_for_update=True)
@@ -98,10 +101,29 @@ def ingest_file(
             raise
         return IngestResult(winner, created=False)
 
-    follow_ups = []
     if doc.status == DocumentStatus.QUEUED:
-        follow_ups.append(FollowUp("docintel.split", (str(doc.id),)))
+        _open_job(session, doc)
+        follow_ups = [FollowUp("docintel.split", (str(doc.id),))]
+    else:  # refused at the door: failed already
+        follow_ups = announce(session, settings, doc)
     return IngestResult(doc.id, created=True, follow_ups=follow_ups)
+
+
+def _open_job(session: Session, doc: Document) -> None:
+    """The run's job, from the start: an upload's answer can name it before the split
+    counts the pages (the split fills them in)."""
+    session.add(Job(document_id=doc.id, status="queued"))
+    session.flush()
+
+
+def _password_now_given(doc: Document, options: dict[str, Any] | None) -> bool:
+    """A PDF refused for want of a password, submitted again with one: run it again,
+    or the user who followed the error's advice would get the same failure back."""
+    return (
+        doc.status == DocumentStatus.FAILED
+        and doc.error_code == ErrorCode.ENCRYPTED
+        and has_password(options or {})
+    )
 
 
 def _admit(ctx: StageContext, doc: Document, path: Path) -> None:
@@ -143,7 +165,8 @@ def restart_document(
     _admit(ctx, doc, path)
     session.flush()
     if doc.status != DocumentStatus.QUEUED:
-        return []
+        return announce(session, ctx.settings, doc)
+    _open_job(session, doc)
     return [FollowUp("docintel.split", (str(doc.id),))]
 
 

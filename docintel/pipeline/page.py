@@ -18,6 +18,7 @@ from docintel.engines.registry import GPU_ENGINES
 from docintel.errors import DocumentError
 from docintel.geometry import Region, TextLine
 from docintel.models import Document, Page, PageStatus, TextSource
+from docintel.passwords import document_password
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.leases import LeaseKeeper, write_held
 from docintel.pipeline.originals import local_original
@@ -103,10 +104,16 @@ def _render_and_read(ctx: StageContext, doc: Document, page: Page) -> _Rendered:
     settings = ctx.settings
     path = local_original(ctx, doc)
     dpi = render_dpi(doc, settings.render_dpi)
+    password = document_password(settings, doc.options)
 
     started = time.perf_counter()
     rendered = render_page(
-        path, doc.media_type, page.number, dpi, max_page_pixels=settings.max_page_pixels
+        path,
+        doc.media_type,
+        page.number,
+        dpi,
+        password=password,
+        max_page_pixels=settings.max_page_pixels,
     )
     image = rendered.image
     key = page_image_key(doc.sha256, page.number, rendered.dpi)
@@ -131,11 +138,11 @@ def _render_and_read(ctx: StageContext, doc: Document, page: Page) -> _Rendered:
         return result
 
     started = time.perf_counter()
-    lines = extract_text_lines(path, page.number, rendered.dpi)
+    lines = extract_text_lines(path, page.number, rendered.dpi, password)
     use_layer = ocr_mode == "never"
     if not use_layer:
         verdict = text_layer_quality(
-            lines, image.width * image.height, page_image_coverage(path, page.number)
+            lines, image.width * image.height, page_image_coverage(path, page.number, password)
         )
         use_layer = verdict.use_text_layer
     result.values["timings"] = with_timing(timings, "text_layer", time.perf_counter() - started)

@@ -15,9 +15,11 @@ from docintel.document.sources import open_source
 from docintel.errors import DocumentError
 from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
 from docintel.models.base import utcnow
+from docintel.passwords import document_password
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.originals import local_original
 from docintel.pipeline.priority import page_priority
+from docintel.webhooks.events import announce
 
 
 def split_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
@@ -29,14 +31,14 @@ def split_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
         with open_source(
             local_original(ctx, doc),
             doc.media_type,
+            password=document_password(settings, doc.options),
             max_pages=settings.max_pages,
             max_page_pixels=settings.max_page_pixels,
             dpi=render_dpi(doc, settings.render_dpi),
         ) as source:
             page_count = source.page_count
     except DocumentError as error:
-        fail_document(doc, error)
-        return []
+        return fail_document(ctx, doc, error)
 
     doc.page_count = page_count
     doc.status = DocumentStatus.PROCESSING
@@ -44,11 +46,11 @@ def split_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
     session.add_all(
         Page(document_id=doc.id, number=n) for n in range(1, page_count + 1) if n not in have
     )
-    if (
-        session.scalar(select(Job.id).where(Job.document_id == doc.id, Job.finished_at.is_(None)))
-        is None
-    ):
-        session.add(Job(document_id=doc.id, pages_total=page_count))
+    job = session.scalar(select(Job).where(Job.document_id == doc.id, Job.finished_at.is_(None)))
+    if job is None:  # a document stored by an older version, or its job closed by hand
+        job = Job(document_id=doc.id)
+        session.add(job)
+    job.pages_total, job.status = page_count, "running"
     session.flush()
     pending = session.execute(
         select(Page.id, Page.number)
@@ -65,14 +67,15 @@ def render_dpi(doc: Document, default: int) -> int:
     return int(doc.options.get("dpi") or default)
 
 
-def fail_document(doc: Document, error: DocumentError) -> None:
+def fail_document(ctx: StageContext, doc: Document, error: DocumentError) -> list[FollowUp]:
     """Fail a document that is still on its way; a finished one is left as it is.
 
     The caller holds the document's row lock. Its pages in flight are failed with
-    it, which also clears their leases: nothing more is written to them.
+    it, which also clears their leases: nothing more is written to them. Returns
+    the messages of its webhooks.
     """
     if doc.status not in (DocumentStatus.QUEUED, DocumentStatus.PROCESSING):
-        return
+        return []
     session = object_session(doc)
     if session is not None:
         # A statement, not loaded rows: a page a worker finished meanwhile stays done.
@@ -96,3 +99,9 @@ def fail_document(doc: Document, error: DocumentError) -> None:
     doc.error_code = error.code
     doc.error_message = error.message
     doc.finished_at = utcnow()
+    ctx.session.execute(
+        update(Job)
+        .where(Job.document_id == doc.id, Job.finished_at.is_(None))
+        .values(status=DocumentStatus.FAILED.value, finished_at=doc.finished_at)
+    )
+    return announce(ctx.session, ctx.settings, doc)

@@ -45,6 +45,16 @@ def configure(app: Celery, settings: Settings) -> None:
         task_default_queue=CPU_QUEUE,
         task_queues=[Queue(CPU_QUEUE), Queue(GPU_QUEUE)],
         worker_hijack_root_logger=False,
+        beat_schedule={
+            "scan-sources": {
+                "task": "docintel.scan_sources",
+                "schedule": settings.scan_interval_s,
+                # Scans nobody ran in time are dropped, not piled up for a worker to
+                # run back to back: the next one sees the same files.
+                "options": {"queue": CPU_QUEUE, "expires": settings.scan_interval_s},
+            }
+        },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )
 
 

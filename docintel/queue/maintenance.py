@@ -27,6 +27,7 @@ from docintel.pipeline.leases import db_now, process_name
 from docintel.pipeline.sweeper import silent_after_s, sweep
 from docintel.queue import broker_epoch, outbox
 from docintel.settings import Settings, get_settings
+from docintel.webhooks.events import due_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
             )
         follow_ups = sweep(StageContext(session, settings), broker_lost=broker_lost)
         follow_ups += outbox.take_unsent(session, now - timedelta(seconds=settings.lease_s))
+        follow_ups += due_deliveries(session, now - _webhook_grace(settings))
         state.last_sweep_at = now
         state.swept_by = process_name()
         staged = outbox.stage(session, follow_ups)
@@ -78,6 +80,16 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
     if follow_ups:
         log.info("sweep re-sent %d messages", len(follow_ups))
     return len(follow_ups)
+
+
+def _webhook_grace(settings: Settings) -> timedelta:
+    """How late a due webhook must be before the sweep sends it.
+
+    Embedded mode has no broker to hold a retry's delayed message: the sweep is
+    what retries, as soon as it is due. With a broker the retry's own message
+    comes on time, and the sweep only stands in for a lost one.
+    """
+    return timedelta(0) if settings.embedded else timedelta(seconds=settings.lease_s)
 
 
 def _interval_passed(last: datetime | None, now: datetime, settings: Settings) -> bool:

@@ -5,20 +5,24 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from celery import Task
+
 from docintel.models import Document
 from docintel.pipeline import extract, finalize, ocr, page, split
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.queue.app import app
-from docintel.queue.base import StageTask, as_document_error, run_stage
+from docintel.queue.base import TRANSIENT_ERRORS, StageTask, as_document_error, run_stage
+from docintel.settings import get_settings
+from docintel.webhooks import delivery
 
 
 def _fail_document(
     ctx: StageContext, error: BaseException, args: tuple[Any, ...]
 ) -> list[FollowUp]:
     doc = ctx.session.get(Document, uuid.UUID(args[0]), with_for_update=True)
-    if doc is not None:
-        split.fail_document(doc, as_document_error(error))
-    return []
+    if doc is None:
+        return []
+    return split.fail_document(ctx, doc, as_document_error(error))
 
 
 @app.task(base=StageTask, name="docintel.split")
@@ -54,3 +58,35 @@ def sweep_task() -> None:
     from docintel.queue.maintenance import sweep_turn
 
     sweep_turn(force=False)
+
+
+@app.task(name="docintel.scan_sources", ignore_result=True)
+def scan_sources_task() -> None:
+    # Sent by beat. Overlapping scans (two beats, a slow scan) import each file once.
+    from docintel.ingestion.scan import scan_all
+    from docintel.settings import get_settings
+
+    scan_all(get_settings())
+
+
+class WebhookTask(Task):
+    acks_late = True
+    reject_on_worker_lost = True
+    # The database or broker hiccuped; the receiver's failures are retried below.
+    autoretry_for = TRANSIENT_ERRORS
+    retry_backoff = 2
+    retry_backoff_max = 300
+    retry_jitter = True
+    retry_kwargs = {"max_retries": 8}  # noqa: RUF012 -- read by Celery, never mutated
+    # The receiver's failures: attempts are counted on the delivery row
+    # (DOCINTEL_WEBHOOK_MAX_ATTEMPTS), across this task's retries and the sweep's re-sends.
+    max_retries = None
+
+
+@app.task(bind=True, base=WebhookTask, name="docintel.deliver_webhook")
+def deliver_webhook_task(self: Task, delivery_id: str) -> None:
+    retry_in = delivery.attempt(get_settings(), delivery_id)
+    # Embedded mode has no broker to hold a delayed message, and an eager retry would
+    # block the pipeline: the row keeps its next attempt time and the sweep sends it.
+    if retry_in is not None and not self.app.conf.task_always_eager:
+        raise self.retry(countdown=retry_in)

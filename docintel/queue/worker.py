@@ -11,7 +11,9 @@ from docintel.queue.app import app
 from docintel.settings import get_settings
 
 
-def start_worker(*, queues: list[str], concurrency: int | None, loglevel: str = "info") -> None:
+def start_worker(
+    *, queues: list[str], concurrency: int | None, loglevel: str = "info", beat: bool = False
+) -> None:
     if concurrency is None:
         # One process per GPU: a second would load a second copy of the weights.
         concurrency = 1 if "gpu" in queues else usable_cpus()
@@ -27,6 +29,11 @@ def start_worker(*, queues: list[str], concurrency: int | None, loglevel: str = 
         "--without-gossip",
         "--without-mingle",
     ]
+    if beat:
+        # Scans overlap safely (docintel.ingestion.scan), so a beat in every worker
+        # that asks for one costs only repeated listings, never a double import.
+        _beat_schedule_folder()
+        argv.append("--beat")
     _run_maintenance_beside(queues)
     app.worker_main(argv)
 
@@ -79,3 +86,14 @@ def share_cpus_among_pool(concurrency: int, environ: MutableMapping[str, str] = 
 
 def ocr_threads_per_process(cpus: int, concurrency: int) -> int:
     return max(1, cpus // max(1, concurrency))
+
+
+def start_beat(loglevel: str = "info") -> None:
+    """Celery beat alone (``docintel beat``): sends the source scans on schedule."""
+    _beat_schedule_folder()
+    app.start(["beat", f"--loglevel={loglevel}"])
+
+
+def _beat_schedule_folder() -> None:
+    # Beat keeps its schedule file (when each entry last ran) in the data folder.
+    get_settings().data_dir.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,8 @@ def test_upload_is_processed_and_every_view_reads_it(client: TestClient, tmp_pat
     doc_id = answer.json()["document_id"]
     assert answer.headers["location"] == f"/v1/documents/{doc_id}"
     assert answer.json()["created"] is True
+    job_id = answer.json()["job_id"]
+    assert answer.json()["links"]["job"] == f"/v1/jobs/{job_id}"
 
     body = _wait_done(client, doc_id)
     assert body["document"]["status"] == "done" and body["document"]["filename"] == "sales.pdf"
@@ -87,12 +89,18 @@ def test_upload_is_processed_and_every_view_reads_it(client: TestClient, tmp_pat
     assert table["page"] == 1 and table["rows"] == [list(r) for r in SALES]
     assert client.get(f"/v1/documents/{doc_id}/charts").json() == []
     job = client.get(f"/v1/documents/{doc_id}/job").json()
-    assert (job["status"], job["pages_total"], job["pages_done"]) == ("done", 1, 1)
-    assert client.get(f"/v1/jobs/{job['id']}").json() == job
+    assert (job["id"], job["status"], job["pages_total"], job["pages_done"]) == (
+        job_id,
+        "done",
+        1,
+        1,
+    )
+    assert client.get(f"/v1/jobs/{job_id}").json() == job
 
     again = _upload(client, pdf, name="copy.pdf")
     assert again.status_code == 202
     assert again.json()["document_id"] == doc_id and again.json()["created"] is False
+    assert again.json()["job_id"] == job_id  # the run that made its results
 
 
 def test_missing_things_are_problem_details(client: TestClient) -> None:
@@ -402,6 +410,16 @@ def test_metrics_count_documents_pages_and_failures_from_the_database(
     assert 'docintel_pages_processed_total{source="api",text_source="native"} 2.0' in lines
     assert 'docintel_pages_waiting{stage="cpu"} 0.0' in lines
     assert 'docintel_failures_total{code="corrupt",kind="document"} 1.0' in lines, answer.text
+    # Both pages of the good file went through render and the text layer once each.
+    for stage in ("render", "text_layer"):
+        assert f'docintel_stage_seconds_count{{stage="{stage}"}} 2.0' in lines, answer.text
+        assert f'docintel_stage_seconds_bucket{{le="+Inf",stage="{stage}"}} 2.0' in lines
+        (total,) = [
+            x for x in lines if x.startswith(f'docintel_stage_seconds_sum{{stage="{stage}"')
+        ]
+        assert float(total.rsplit(" ", 1)[1]) > 0
+    assert 'docintel_stage_seconds_bucket{le="0.01",stage="text_layer"}' in answer.text
+    assert "docintel_queue_messages" not in answer.text  # embedded: no broker to ask
 
 
 def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_file(

@@ -29,11 +29,13 @@ EXPECTED_TABLES = {
     "jobs",
     "sources",
     "source_files",
+    "stage_latency",
     "api_keys",
     "idempotency_keys",
     "outbox",
     "workers",
     "cluster_state",
+    "webhook_deliveries",
 }
 
 

@@ -93,9 +93,15 @@ def test_failed_file_gives_nonzero_exit_and_one_stderr_line(tmp_path: Path) -> N
     # pypdf, asked for a second opinion on this one, logs its repairs to stderr.
     broken = fx.make_corrupt_pdf(tmp_path / "broken.pdf", "truncated")
 
-    result = _process(tmp_path, good, locked, broken)
+    result = subprocess.run(
+        [*_argv(tmp_path, good, locked, broken), "--quiet"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
-    # Nothing but one line per failed file: no library chatter, no traceback.
+    # Quiet: nothing but one line per failed file, no library chatter, no traceback.
     failures = result.stderr.splitlines()
     assert len(failures) == 2, result.stderr
     assert failures[0].startswith("docintel:") and "locked.pdf" in failures[0]
@@ -113,7 +119,7 @@ def test_same_file_with_other_options_is_reused_unless_reprocess(tmp_path: Path)
 
     def run(*flags: str) -> tuple[subprocess.CompletedProcess[str], str]:
         done = subprocess.run(
-            [*_argv(tmp_path, pdf), *flags],
+            [*_argv(tmp_path, pdf), *flags, "--quiet"],
             env=_env(tmp_path),
             capture_output=True,
             text=True,
@@ -126,7 +132,7 @@ def test_same_file_with_other_options_is_reused_unless_reprocess(tmp_path: Path)
     reused, source = run("--ocr-mode", "always")
     assert source == "native"
     assert "memo.pdf: same content as document" in reused.stderr
-    assert '{"ocr_mode": "never"}; reusing its results' in reused.stderr
+    assert "processed with --ocr-mode never; reusing its results" in reused.stderr
     reprocessed, source = run("--ocr-mode", "always", "--reprocess")
     assert source == "ocr" and reprocessed.stderr == ""
 
