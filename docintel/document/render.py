@@ -100,6 +100,10 @@ def _render_pdf_page(
         source.check_page(number, dpi)
         # A third of the bytes through poppler's pipe, and no colour check after.
         gray = source.page_is_colourless(number)
+        if password:
+            # poppler takes the password on its command line, where any local user
+            # can read it in the process list; PDFium has the file open already.
+            return _render_with_pdfium(source, number, dpi, gray)
     set_pil_pixel_limit(max_page_pixels)  # pdf2image decodes poppler's output with Pillow
     try:
         images = convert_from_path(
@@ -134,6 +138,23 @@ def _render_pdf_page(
     if not images:
         raise DocumentError(ErrorCode.RENDER_FAILED, f"poppler rendered nothing for page {number}")
     image = images[0]
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return RenderedPage(image if image.mode == "L" else gray_if_colourless(image), dpi)
+
+
+def _render_with_pdfium(source: PdfSource, number: int, dpi: int, gray: bool) -> RenderedPage:
+    page = source.pdf[number - 1]
+    try:
+        # PDFium draws the crop box with the page's /Rotate applied, as poppler does.
+        bitmap = page.render(scale=dpi / 72, grayscale=gray, may_draw_forms=True)
+        image = bitmap.to_pil()
+    except Exception as error:  # PDFium reports any failure as a bare error
+        raise DocumentError(
+            ErrorCode.RENDER_FAILED, f"PDFium could not render page {number}: {error}"
+        ) from error
+    finally:
+        page.close()
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     return RenderedPage(image if image.mode == "L" else gray_if_colourless(image), dpi)

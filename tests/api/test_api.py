@@ -209,8 +209,16 @@ def test_readiness_and_openapi(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"ready": True, "checks": {"database": "ok", "storage": "ok"}}
-    paths = client.get("/openapi.json").json()["paths"]
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
     assert {"/v1/documents", "/v1/documents/{document_id}", "/v1/jobs/{job_id}"} <= set(paths)
+    # Answers are described, so clients can be generated from the schema.
+    components = schema["components"]["schemas"]
+    assert {"Accepted", "DocumentList", "JobView", "SearchResults"} <= set(components)
+    accepted = paths["/v1/documents"]["post"]["responses"]["202"]["content"]
+    assert accepted["application/json"]["schema"] == {"$ref": "#/components/schemas/Accepted"}
+    tags = {tag for path in paths.values() for op in path.values() for tag in op.get("tags", [])}
+    assert tags == {"documents", "results", "jobs", "search"}
 
 
 def test_the_api_process_never_imports_torch_or_an_engine_module(

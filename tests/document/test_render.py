@@ -87,6 +87,34 @@ def test_encrypted_pdf_renders_with_its_password(tmp_path: Path) -> None:
     assert _render(path, PDF, password="pw").image.size == (612, 792)
 
 
+def test_a_password_never_goes_to_poppler_and_pdfium_renders_the_same_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """poppler would take the password on its command line, readable in ``ps``."""
+    pages = [PdfPage(lines=["Quarterly figures"]), PdfPage(lines=["turned"], rotate=90)]
+    plain = write_pdf(tmp_path / "plain.pdf", pages)
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt("s3cret", "owner", algorithm="AES-256")
+    locked = tmp_path / "locked.pdf"
+    with locked.open("wb") as out:
+        writer.write(out)
+    by_poppler = [_render(plain, PDF, n).image for n in (1, 2)]
+
+    def no_poppler(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the password must not reach pdftoppm")
+
+    monkeypatch.setattr(render, "convert_from_path", no_poppler)
+    by_pdfium = [_render(locked, PDF, n, password="s3cret").image for n in (1, 2)]
+    for poppler_image, pdfium_image in zip(by_poppler, by_pdfium, strict=True):
+        assert pdfium_image.size == poppler_image.size
+        assert pdfium_image.mode == poppler_image.mode == "L"
+        # Same text in the same place: the dark pixels nearly coincide.
+        assert abs(_dark_fraction(pdfium_image) - _dark_fraction(poppler_image)) < 0.002
+        assert _dark_fraction(pdfium_image) > 0
+
+
 def test_empty_user_password_renders(tmp_path: Path) -> None:
     path = make_encrypted_pdf(tmp_path / "open.pdf", ["Open"], user_password="")
     assert _dark_fraction(_render(path, PDF).image) > 0
