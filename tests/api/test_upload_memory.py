@@ -4,7 +4,6 @@ whatever the upload's size, and refuses one over the limit while it streams."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,25 +16,17 @@ import psutil
 import pytest
 
 from tests import services
+from tests.api.server import running_api
 
 MiB = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def server(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], psutil.Process]]:
     """The API alone, distributed: it stores and queues, and no worker runs, so all the
     memory it uses is the upload's."""
-    port = _free_port()
     with services.redis_database() as broker:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCINTEL_")}
-        env |= {
+        env = {
             "DOCINTEL_DATA_DIR": str(tmp_path / "state"),
             "DOCINTEL_DATABASE_URL": pg_url,
             "DOCINTEL_BROKER_URL": broker,
@@ -44,30 +35,17 @@ def server(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], p
         }
         key = subprocess.run(
             [sys.executable, "-m", "docintel", "apikey", "create", "memory test"],
-            env=env,
+            env=_without_docintel() | env,
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "docintel", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        try:
-            yield base, {"Authorization": f"Bearer {key}"}, psutil.Process(proc.pid)
-        finally:
-            proc.terminate()
-            proc.wait(20)
+        with running_api(env) as api:
+            yield api.url, {"Authorization": f"Bearer {key}"}, api.process
+
+
+def _without_docintel() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DOCINTEL_")}
 
 
 class PeakRss:

@@ -8,16 +8,16 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from docintel.api.app import create_app
 from docintel.db import session_scope
 from docintel.models import WebhookDelivery
 from docintel.settings import Settings
 from docintel.webhooks.signing import verify
 from tests import services
+from tests.api.server import running_api
 from tests.fixtures import documents as fx
 from tests.runtime import apply_env, base_env, running_worker
 from tests.webhooks.receiver import Receiver
@@ -48,10 +48,11 @@ def _settled(settings: Settings, doc_id: str, timeout: float) -> list[WebhookDel
 def test_webhooks_are_signed_and_retried_after_the_receiver_fails_once(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pdf = fx.make_text_pdf(tmp_path / "invoice.pdf", ["Invoice 4711\nTotal due 99.00"])
     # Paths of this run only: the database is shared with earlier tests (whose documents
     # this worker may finish, announcing them to the global URL too).
     run = uuid.uuid4().hex[:8]
+    word = f"order{run}"  # a word no other document in the shared database has
+    pdf = fx.make_text_pdf(tmp_path / "invoice.pdf", [f"Invoice {word}\nTotal due 99.00"])
     global_path, own_path = f"/global-{run}", f"/own-{run}"
     with (
         Receiver(fail_first={global_path, own_path}) as receiver,
@@ -66,12 +67,14 @@ def test_webhooks_are_signed_and_retried_after_the_receiver_fails_once(
             "DOCINTEL_WEBHOOK_BACKOFF_S": "0.5",
         }
         settings = apply_env(monkeypatch, env)
-        with running_worker(env, concurrency=2) as worker, TestClient(create_app()) as client:
+        # Over HTTP: uvicorn on loopback, a worker process, Postgres and Redis.
+        with running_worker(env, concurrency=2) as worker, running_api(env) as api:
             with pdf.open("rb") as handle:
-                answer = client.post(
-                    "/v1/documents",
+                answer = httpx.post(
+                    f"{api.url}/v1/documents",
                     files={"file": ("invoice.pdf", handle)},
                     data={"webhook_url": receiver.url(own_path)},
+                    timeout=30,
                 )
             assert answer.status_code == 202, answer.text
             doc_id = answer.json()["document_id"]
@@ -80,6 +83,11 @@ def test_webhooks_are_signed_and_retried_after_the_receiver_fails_once(
             except AssertionError:
                 print(worker.log())
                 raise
+            document = httpx.get(f"{api.url}/v1/documents/{doc_id}").json()
+            assert document["document"]["status"] == "done"
+            found = httpx.get(f"{api.url}/v1/search", params={"q": word}).json()["hits"]
+            assert [(h["document_id"], h["page"]) for h in found] == [(doc_id, 1)]
+            assert f"<mark>{word}</mark>" in found[0]["snippet"]
 
     seen = [(r.path, r.headers.get("X-Docintel-Delivery"), r.answered) for r in receiver.requests]
     assert [(d.status, d.attempts, d.last_status_code) for d in deliveries] == [
