@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from kombu.utils.url import maybe_sanitize_url
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from docintel.db import session_scope
 from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Page, PageStatus
@@ -203,17 +204,33 @@ def wait(
     timeout_s: float | None = None,
     poll_s: float = 0.5,
     on_progress: Callable[[list[Progress]], None] | None = None,
+    on_database_error: Callable[[OperationalError], None] | None = None,
 ) -> list[Progress]:
+    """Poll until every document in ``ids`` is final (or ``timeout_s`` passes).
+
+    A database that goes away meanwhile (a restart, a failover, the network) is
+    waited for: the work is safe in it and resumes with it. ``on_database_error``
+    hears of each failed poll.
+    """
     ids = list(ids)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     next_sweep = time.monotonic()
+    state: list[Progress] = []
     while True:
-        if settings.embedded and time.monotonic() >= next_sweep:
-            # No worker sweeps here. Work another process left behind is taken
-            # over once its lease lapses, and finished here by the eager queue.
-            sweep_turn(force=True, settings=settings)
-            next_sweep = time.monotonic() + settings.sweep_interval_s
-        state = progress(settings, ids)
+        try:
+            if settings.embedded and time.monotonic() >= next_sweep:
+                # No worker sweeps here. Work another process left behind is taken
+                # over once its lease lapses, and finished here by the eager queue.
+                sweep_turn(force=True, settings=settings)
+                next_sweep = time.monotonic() + settings.sweep_interval_s
+            state = progress(settings, ids)
+        except OperationalError as error:
+            if on_database_error is not None:
+                on_database_error(error)
+            if deadline is not None and time.monotonic() > deadline:
+                return state
+            time.sleep(max(poll_s, 1.0))
+            continue
         if on_progress is not None:
             on_progress(state)
         if all(p.terminal for p in state):

@@ -169,7 +169,8 @@ class Settings(BaseSettings):
         description="Pages processed at once in embedded mode; 0: one per CPU.",
     )
     # Fault injection for the crash and pause tests: seconds a stage sleeps while it
-    # holds its lease, e.g. {"render": 5}. Never set in production.
+    # holds its lease, e.g. {"render": 5}, or {"render:2": 3600} for page 2 only.
+    # Never set in production.
     test_stage_delays: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -126,13 +126,21 @@ def _run_process(
             return 1
         raise errors[0]
     watch = ConsumerWatch(settings)
+    outage = _DatabaseOutage(report)
 
     def on_progress(state: list[Progress]) -> None:
+        outage.over()
         clock.finish_terminal(state)
         _show(report, state, submitted, len(files))
         watch.check(state, report)
 
-    final = wait(settings, submitted.values(), timeout_s=timeout, on_progress=on_progress)
+    final = wait(
+        settings,
+        submitted.values(),
+        timeout_s=timeout,
+        on_progress=on_progress,
+        on_database_error=outage.noticed,
+    )
     terminal = {p.document_id for p in final if p.terminal}
     names = output_names([p for p in files if p in submitted])
     results = [
@@ -243,3 +251,24 @@ def _explain_reuse(
             f"with {describe_options(earlier)}; reusing its results "
             "(--reprocess runs it again with these options)"
         )
+
+
+class _DatabaseOutage:
+    """Says once that the database went away while waiting, and once that it is back."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.away = False
+
+    def noticed(self, error: Exception) -> None:
+        if not self.away:
+            self.report.say(
+                f"docintel: warning: the database is unreachable ({type(error).__name__}); "
+                "waiting for it (the work is kept)"
+            )
+        self.away = True
+
+    def over(self) -> None:
+        if self.away:
+            self.report.say("docintel: the database is back")
+        self.away = False

@@ -65,10 +65,12 @@ class StageContext:
             hold_here(lease)
         return lease
 
-    def injected_delay(self, stage: str) -> None:
+    def injected_delay(self, stage: str, page: int | None = None) -> None:
         """Sleep as ``DOCINTEL_TEST_STAGE_DELAYS`` says: the crash and pause tests need
-        a stage slow enough to be caught in the middle."""
-        seconds = self.settings.test_stage_delays.get(stage)
+        a stage slow enough to be caught in the middle. ``"render:2"`` delays only
+        page 2 (a page that hangs while its neighbours do not)."""
+        delays = self.settings.test_stage_delays
+        seconds = delays.get(f"{stage}:{page}", delays.get(stage))
         if seconds:
             time.sleep(seconds)
 

@@ -118,7 +118,7 @@ def _render_and_read(ctx: StageContext, doc: Document, page: Page) -> _Rendered:
     image = rendered.image
     key = page_image_key(doc.sha256, page.number, rendered.dpi)
     ctx.store.put_bytes(key, encode_png(image))
-    ctx.injected_delay("render")
+    ctx.injected_delay("render", page.number)
     timings = with_timing(page.timings, "render", time.perf_counter() - started)
     result = _Rendered(size=(image.width, image.height))
     result.values = {

@@ -30,7 +30,11 @@ def configure(app: Celery, settings: Settings) -> None:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_time_limit=settings.task_time_limit_s,
-        task_soft_time_limit=max(1, settings.task_time_limit_s - 30),
+        # The soft limit leaves the stage time to give its work back: 30 s, or a fifth
+        # of a short limit (a 5 s limit with a 1 s soft one would stop every page).
+        task_soft_time_limit=max(
+            1, settings.task_time_limit_s - min(30, settings.task_time_limit_s // 5)
+        ),
         worker_prefetch_multiplier=1,
         broker_transport_options={
             # Redelivery of a message whose worker died: must exceed the task time

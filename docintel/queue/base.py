@@ -85,7 +85,17 @@ def _run_stage(
             _release(settings, held)
             raise
         staged = _record_failure(settings, stage, error, args, held, on_failure)
-    except (Exception, SoftTimeLimitExceeded) as error:
+    except SoftTimeLimitExceeded as error:
+        if not held:
+            staged = _record_failure(settings, stage, error, args, held, on_failure)
+        else:
+            # As if the worker had died: the leases lapse, the sweep gives the pages
+            # to a new run (an attempt each), and a page that keeps hanging fails with
+            # ``timeout`` after DOCINTEL_MAX_PAGE_ATTEMPTS. Failing it here gave a
+            # page that was slow once (a stalled engine, a loaded host) no retry.
+            log.warning("stage %s ran past its time limit for %s", stage.__name__, args)
+            return
+    except Exception as error:
         staged = _record_failure(settings, stage, error, args, held, on_failure)
     outbox.deliver(settings, staged)
 

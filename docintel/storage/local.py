@@ -3,21 +3,46 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from docintel.storage.base import TEMP_PREFIX, BlobNotFound, BlobStore, validate_key
+from docintel.storage.base import (
+    TEMP_PREFIX,
+    BlobNotFound,
+    BlobStore,
+    StorageUnavailable,
+    validate_key,
+)
 
 _COPY_BUFFER = 1024 * 1024
 
 # mkstemp creates 0600 files; blobs should be as readable as any file the service
 # writes, e.g. by a sidecar that serves page images from the same volume.
 _BLOB_MODE = 0o644
+
+
+# Writes refused by the volume, not by anything in the document: remounted read-only,
+# full, permissions changed under us, a network share gone. Retried as an outage; as
+# plain OSErrors they failed every page rendered meanwhile for good.
+_OUTAGE_ERRNOS = frozenset(
+    {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO, errno.ESTALE}
+)
+
+
+@contextlib.contextmanager
+def _refused_write_is_outage(url: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        if error.errno in _OUTAGE_ERRNOS:
+            raise StorageUnavailable(f"blob store {url} refused a write: {error}") from error
+        raise
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -90,10 +115,11 @@ class LocalBlobStore(BlobStore):
         return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def _write_bytes(self, key: str, data: bytes) -> None:
-        _atomic_write(self._path(key), lambda f: f.write(data), durable=True)
+        with _refused_write_is_outage(self.url):
+            _atomic_write(self._path(key), lambda f: f.write(data), durable=True)
 
     def _write_file(self, key: str, path: Path) -> None:
-        with open(path, "rb") as src:
+        with open(path, "rb") as src, _refused_write_is_outage(self.url):
             _atomic_write(
                 self._path(key),
                 lambda f: shutil.copyfileobj(src, f, _COPY_BUFFER),

@@ -1,0 +1,82 @@
+"""A PostgreSQL of the test's own, crashed (immediate stop) and restarted mid-run.
+
+Every connection of the worker dies at once and the database is away for a
+few seconds: its tasks fail with connection errors and are retried, and every
+page still ends done exactly once. Terminated connections on a running server
+(``pg_terminate_backend``) are covered by
+``tests/queue/test_exactly_once.py::test_cutting_a_claimers_connections_costs_no_lease_time``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from docintel.service import submit
+from tests import services
+from tests.faults.audit import finished, make_batch, tally, wait_until
+from tests.faults.servers import postgres_server
+from tests.runtime import apply_env, base_env, running_worker
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
+
+DOWN_S = 4.0
+
+
+def test_postgres_restart_mid_run_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = make_batch(tmp_path, documents=3, pages=3)
+    with postgres_server() as pg, services.redis_database() as broker:
+        env = {
+            **base_env(tmp_path, pg.url, broker),
+            "DOCINTEL_LEASE_S": "3",
+            "DOCINTEL_SWEEP_INTERVAL_S": "1",
+            "DOCINTEL_TEST_STAGE_DELAYS": '{"render": 1}',
+        }
+        upgrade = subprocess.run(
+            [sys.executable, "-m", "docintel", "db", "upgrade"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert upgrade.returncode == 0, upgrade.stderr
+        settings = apply_env(monkeypatch, env)
+        with running_worker(env, concurrency=2) as worker:
+            ids = {submit(settings, path).document_id: texts for path, texts in batch.items()}
+            all_pages = sum(len(texts) for texts in batch.values())
+            # A user's `docintel process` on the same files waits through the outage.
+            out = ["--out", str(tmp_path / "out"), "--quiet"]
+            cli = subprocess.Popen(
+                [sys.executable, "-m", "docintel", "process", *map(str, batch), *out],
+                env={**os.environ, **env},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_until(finished(settings, list(ids), pages=2), 60, "the first pages")
+            assert not finished(settings, list(ids), pages=all_pages)(), "ended before the fault"
+            pg.stop("immediate")
+            time.sleep(DOWN_S)
+            pg.start()
+            try:
+                recover_s = wait_until(finished(settings, list(ids)), 120, "every document")
+            except AssertionError:
+                raise AssertionError(f"{worker.log()}\n{pg.log()}") from None
+            assert worker.proc.poll() is None, "the worker died with the database"
+            _, err = cli.communicate(timeout=60)
+            assert cli.returncode == 0, err
+            assert "Traceback" not in err
+            # It polls twice a second: it saw the outage, said so once, and saw it end.
+            assert err.count("the database is unreachable") == 1, err
+            assert "the database is back" in err, err
+
+        count = tally(settings, ids)
+    count.row("postgres crashed and restarted", recover_s)
+    assert (count.done, count.duplicated, count.lost) == (count.expected, 0, 0)
