@@ -179,7 +179,8 @@ def progress(settings: Settings, ids: Iterable[uuid.UUID]) -> list[Progress]:
         Progress(
             doc_id,
             docs[doc_id].status,
-            docs[doc_id].page_count or 0,
+            # Its pages once split (a page range selects some), else what is known.
+            sum(pages[doc_id].values()) or docs[doc_id].page_count or 0,
             pages[doc_id].get(PageStatus.DONE, 0) + pages[doc_id].get(PageStatus.FAILED, 0),
             _stage(docs[doc_id].status, pages[doc_id]),
         )

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from docintel.api.problems import Problem
+from docintel.document.page_ranges import parse_page_range
 from docintel.models import Document
 from docintel.settings import get_settings
 from docintel.webhooks.targets import TargetRefused, check_url, resolve
 
 # password: encrypted by service.accept() before the document is stored
-OPTION_FIELDS = {"ocr_mode", "dpi", "tables", "password", "webhook_url"}
+OPTION_FIELDS = {"ocr_mode", "dpi", "tables", "pages", "password", "webhook_url"}
 OCR_MODES = ("auto", "always", "never")
 
 
@@ -50,6 +51,12 @@ def checked_options(options: dict[str, Any]) -> dict[str, Any]:
     dpi = options.get("dpi")
     if dpi is not None and not (isinstance(dpi, int) and 36 <= dpi <= 1200):
         raise Problem(400, "bad options", "dpi must be a whole number from 36 to 1200")
+    pages = options.get("pages")
+    if pages is not None:
+        try:
+            parse_page_range(str(pages))
+        except ValueError as error:
+            raise Problem(400, "bad options", f"pages: {error}") from None
     if not isinstance(options.get("password", ""), str):
         raise Problem(400, "bad options", "password must be a string")
     if "webhook_url" in options:

@@ -101,6 +101,10 @@ def process(
             help="Find tables and charts and extract them (default from settings)",
         ),
     ] = None,
+    pages: Annotated[
+        str | None,
+        typer.Option(help="Only these pages, e.g. 1-3,7,10- (default: all)"),
+    ] = None,
     password: Annotated[
         str | None,
         typer.Option(
@@ -142,7 +146,15 @@ def process(
     if ask_password:
         password = typer.prompt("PDF password", hide_input=True, err=True)
     settings = _ready_settings()
-    chosen = {"ocr_mode": ocr_mode, "dpi": dpi, "tables": tables, "password": password or None}
+    if pages is not None:
+        _check_page_range(pages)
+    chosen = {
+        "ocr_mode": ocr_mode,
+        "dpi": dpi,
+        "tables": tables,
+        "pages": pages,
+        "password": password or None,
+    }
     options = {k: v for k, v in chosen.items() if v is not None}
     code = run_process(
         settings,
@@ -247,6 +259,15 @@ def delete(
     if outcome == "processing":
         _fail(f"document {doc_id} is being processed; `docintel cancel` it first or wait")
     typer.echo(f"deleted {doc_id}")
+
+
+def _check_page_range(pages: str) -> None:
+    from docintel.document.page_ranges import parse_page_range
+
+    try:
+        parse_page_range(pages)
+    except ValueError as error:
+        _fail(f"--pages: {error}")
 
 
 def _fail(message: str) -> NoReturn:

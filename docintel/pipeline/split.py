@@ -11,8 +11,9 @@ import uuid
 from sqlalchemy import select, update
 from sqlalchemy.orm import object_session
 
+from docintel.document.page_ranges import select_pages
 from docintel.document.sources import open_source
-from docintel.errors import DocumentError
+from docintel.errors import DocumentError, ErrorCode
 from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
 from docintel.models.base import utcnow
 from docintel.passwords import document_password
@@ -40,17 +41,24 @@ def split_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
     except DocumentError as error:
         return fail_document(ctx, doc, error)
 
+    numbers = list(range(1, page_count + 1))
+    if doc.options.get("pages"):
+        numbers = select_pages(str(doc.options["pages"]), page_count)
+        if not numbers:
+            named_none = DocumentError(
+                ErrorCode.ZERO_PAGES,
+                f"the page range {doc.options['pages']} names none of its {page_count} pages",
+            )
+            return fail_document(ctx, doc, named_none)
     doc.page_count = page_count
     doc.status = DocumentStatus.PROCESSING
     have = set(session.scalars(select(Page.number).where(Page.document_id == doc.id)))
-    session.add_all(
-        Page(document_id=doc.id, number=n) for n in range(1, page_count + 1) if n not in have
-    )
+    session.add_all(Page(document_id=doc.id, number=n) for n in numbers if n not in have)
     job = session.scalar(select(Job).where(Job.document_id == doc.id, Job.finished_at.is_(None)))
     if job is None:  # a document stored by an older version, or its job closed by hand
         job = Job(document_id=doc.id)
         session.add(job)
-    job.pages_total, job.status = page_count, "running"
+    job.pages_total, job.status = len(numbers), "running"
     session.flush()
     pending = session.execute(
         select(Page.id, Page.number)

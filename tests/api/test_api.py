@@ -502,3 +502,22 @@ def test_a_key_whose_prefix_is_all_digits_is_revoked_by_its_prefix(tmp_path: Pat
         assert keys.revoke_key(session, "12345678") == 1
         assert keys.revoke_key(session, "1") == 0  # that one, already revoked
         assert keys.revoke_key(session, "2") == 1  # the second key, by its id
+
+
+def test_a_page_range_selects_pages_and_one_naming_none_fails_clearly(
+    client: TestClient, tmp_path: Path
+) -> None:
+    pdf = fx.make_text_pdf(tmp_path / "three.pdf", ["First", "Second", "Third"])
+    bad = _upload(client, pdf, pages="two")
+    assert bad.status_code == 400 and "pages: 'two'" in bad.json()["detail"]
+    doc_id = _upload(client, pdf, pages="2-").json()["document_id"]
+    body = _wait_done(client, doc_id)
+    assert [p["number"] for p in body["pages"]] == [2, 3]
+    job = client.get(f"/v1/documents/{doc_id}/job").json()
+    assert (job["pages_total"], job["pages_done"]) == (2, 2)
+
+    other = fx.make_text_pdf(tmp_path / "short.pdf", ["Only page"])
+    none_id = _upload(client, other, pages="5-9").json()["document_id"]
+    failed = _wait_done(client, none_id)["document"]
+    assert failed["status"] == "failed" and failed["error"]["code"] == "zero_pages"
+    assert "the page range 5-9 names none of its 1 pages" in failed["error"]["message"]
