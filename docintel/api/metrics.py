@@ -48,8 +48,8 @@ class DatabaseCollector(Collector):
         )
         processed = CounterMetricFamily(
             "docintel_pages_processed",
-            "Pages done, by the document's source and where the text came from",
-            labels=["source", "text_source"],
+            "Pages done, by the document's source, where the text came from and what read it",
+            labels=["source", "text_source", "engine"],
         )
         failures = CounterMetricFamily(
             "docintel_failures",
@@ -70,13 +70,14 @@ class DatabaseCollector(Collector):
                 select(Document.status, func.count()).group_by(Document.status)
             ):
                 documents.add_metric([str(doc_status)], count)
-            for source, text_source, count in session.execute(
-                select(Document.source, Page.text_source, func.count())
+            for source, text_source, engine, count in session.execute(
+                select(Document.source, Page.text_source, Page.engine, func.count())
                 .join(Page, Page.document_id == Document.id)
                 .where(Page.status == PageStatus.DONE)
-                .group_by(Document.source, Page.text_source)
+                .group_by(Document.source, Page.text_source, Page.engine)
             ):
-                processed.add_metric([source, str(text_source or "none")], count)
+                labels = [source, str(text_source or "none"), engine or "none"]
+                processed.add_metric(labels, count)
             for code, count in session.execute(
                 select(Page.error_code, func.count())
                 .where(Page.status == PageStatus.FAILED)

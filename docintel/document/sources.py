@@ -10,7 +10,10 @@ because it is not the input's fault and the queue should retry it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
+import io
 import logging
 import math
 import struct
@@ -80,6 +83,11 @@ PIL_DECODE_ERRORS: tuple[type[Exception], ...] = (
 # Only small files are re-read with pypdf to tell "zero pages" from "corrupt":
 # pypdf reads the whole file into memory, and a real zero-page PDF is tiny.
 _PROBE_MAX_BYTES = 16 * 1024 * 1024
+
+_CHUNK_BYTES = 1 << 20
+
+# The largest PDF decrypted by pypdf where PDFium refuses it (see _decrypted_copy).
+_DECRYPT_MAX_BYTES = 64 * 1024 * 1024
 
 ENCRYPTED_MESSAGE = "the PDF is password-protected; submit it with its password"
 
@@ -186,6 +194,8 @@ def open_source(
     try:
         if source.page_count == 0:
             raise DocumentError(ErrorCode.ZERO_PAGES, "the document has no pages")
+        if isinstance(source, PdfSource):
+            source.check_page_tree()
         if source.page_count > max_pages:
             raise DocumentError(
                 ErrorCode.TOO_MANY_PAGES,
@@ -207,14 +217,61 @@ def open_pdf(path: Path, password: str | None = None) -> pdfium.PdfDocument:
 
     PDFium reads the file lazily (cross-reference table and page tree only), so
     this is cheap even for very large documents. A PDF encrypted with an empty
-    user password opens without one, as in any viewer.
+    user password opens without one, as in any viewer; so does one with an
+    empty owner password, which PDFium alone refuses (``_decrypted_copy``).
     """
     if not path.is_file():
         raise FileNotFoundError(path)  # not the input's fault: let the queue retry
     try:
         return pdfium.PdfDocument(path, password=password)
     except pdfium.PdfiumError as error:
-        raise _pdf_open_error(path, error.err_code, password) from error
+        refusal = error
+    if refusal.err_code == pdfium_c.FPDF_ERR_PASSWORD:
+        decrypted = _decrypted_copy(path, password)
+        if decrypted is not None:
+            with contextlib.suppress(pdfium.PdfiumError):  # then PDFium's first verdict stands
+                return pdfium.PdfDocument(decrypted)
+    raise _pdf_open_error(path, refusal.err_code, password) from refusal
+
+
+def _decrypted_copy(path: Path, password: str | None) -> bytes | None:
+    """The PDF decrypted by pypdf, when pypdf opens it with ``password`` (or none).
+
+    PDFium refuses an AES-256 (revision 6) file whose owner password is empty
+    unless given the user password, while poppler, pypdf and qpdf open it with
+    no password at all, as the owner. Such a file protects nothing, and a user
+    cannot know a password nobody asks them for, so it is read as any viewer
+    reads it. The copy is kept in memory only; small files only, as pypdf
+    holds the whole document in memory.
+    """
+    try:
+        stat = path.stat()
+        if stat.st_size > _DECRYPT_MAX_BYTES:
+            return None
+        # A wrong password does not stand in the way of a file that needs none,
+        # as for an unencrypted PDF given one.
+        for candidate in dict.fromkeys((password or "", "")):
+            copy = _decrypt_with_pypdf(str(path), stat.st_size, stat.st_mtime_ns, candidate)
+            if copy is not None:
+                return copy
+        return None
+    except Exception:  # pypdf cannot open it either: PDFium's verdict stands
+        return None
+
+
+# One document's pages are opened one after another (split, render, text layer):
+# the last decrypted copies are kept so each page does not decrypt the file again.
+@functools.lru_cache(maxsize=2)
+def _decrypt_with_pypdf(path: str, size: int, mtime_ns: int, password: str) -> bytes | None:
+    from pypdf import PasswordType, PdfReader, PdfWriter
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # see _probe_pages
+    reader = PdfReader(path, strict=False)
+    if not reader.is_encrypted or reader.decrypt(password) == PasswordType.NOT_DECRYPTED:
+        return None
+    out = io.BytesIO()
+    PdfWriter(clone_from=reader).write(out)  # written without encryption
+    return out.getvalue()
 
 
 def _pdf_open_error(path: Path, code: int | None, password: str | None) -> Exception:
@@ -225,6 +282,13 @@ def _pdf_open_error(path: Path, code: int | None, password: str | None) -> Excep
     probe = _probe_pages(path)
     if probe == 0:
         return DocumentError(ErrorCode.ZERO_PAGES, "the document has no pages")
+    if code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY) and not _names_encryption(
+        path
+    ):
+        # PDFium leaves its last error as it was when a load fails in a way that
+        # sets none (a page tree nested 100,000 deep): in a worker, the code of
+        # the encrypted file before would call this one password-protected.
+        code = pdfium_c.FPDF_ERR_FORMAT
     if code == pdfium_c.FPDF_ERR_PASSWORD:
         if password is None:
             return DocumentError(ErrorCode.ENCRYPTED, ENCRYPTED_MESSAGE)
@@ -235,6 +299,22 @@ def _pdf_open_error(path: Path, code: int | None, password: str | None) -> Excep
             "the PDF uses a security handler docintel cannot open (certificate or DRM encryption)",
         )
     return DocumentError(ErrorCode.CORRUPT, "the PDF is damaged or truncated and cannot be read")
+
+
+def _names_encryption(path: Path) -> bool:
+    """Whether the file has an /Encrypt key anywhere (trailer or cross-reference stream).
+
+    Read in chunks that overlap by the key's length, so one split across two
+    chunks is still found; only called for a file PDFium refused.
+    """
+    key = b"/Encrypt"
+    tail = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK_BYTES):
+            if key in tail + chunk:
+                return True
+            tail = chunk[-len(key) :]
+    return False
 
 
 def _probe_pages(path: Path) -> int | None:
@@ -308,6 +388,24 @@ class PdfSource(DocumentSource):
         if self._pdf is None:
             raise ValueError("the source is closed")
         return self._pdf
+
+    def check_page_tree(self) -> None:
+        """``CORRUPT`` unless the last page the page tree counts can be found.
+
+        PDFium takes the page count from the tree's /Count, which a file can set
+        to anything: a 700-byte file claiming 100,000 pages (or a /Pages node
+        whose kid is itself) would otherwise be refused as too long, or split
+        into thousands of pages that each fail. Looking the last page up reads
+        the page tree only, not the page.
+        """
+        size = pdfium_c.FS_SIZEF()
+        last = self.page_count
+        if not pdfium_c.FPDF_GetPageSizeByIndexF(self.pdf.raw, last - 1, size):
+            pages = f"{last} pages" if last != 1 else "1 page"
+            raise DocumentError(
+                ErrorCode.CORRUPT,
+                f"the page tree claims {pages}, but page {last} does not exist; the PDF is damaged",
+            )
 
     def page_size_points(self, number: int) -> tuple[float, float]:
         self._check_number(number)

@@ -45,6 +45,7 @@ def finish_page(
         "text": page_text(ordered),
         "markdown": page_markdown(ordered),
         "text_source": source,
+        "engine": engine,
         "status": PageStatus.EXTRACT if regions else PageStatus.DONE,
         "error_code": None,
         "error_message": None,

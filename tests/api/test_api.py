@@ -415,7 +415,8 @@ def test_metrics_count_documents_pages_and_failures_from_the_database(
     lines = set(answer.text.splitlines())
     assert 'docintel_documents{status="done"} 1.0' in lines
     assert 'docintel_documents{status="failed"} 1.0' in lines
-    assert 'docintel_pages_processed_total{source="api",text_source="native"} 2.0' in lines
+    processed = 'docintel_pages_processed_total{engine="pdf-text-layer",source="api",'
+    assert processed + 'text_source="native"} 2.0' in lines, answer.text
     assert 'docintel_pages_waiting{stage="cpu"} 0.0' in lines
     assert 'docintel_failures_total{code="corrupt",kind="document"} 1.0' in lines, answer.text
     # Both pages of the good file went through render and the text layer once each.
