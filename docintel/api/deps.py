@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
@@ -16,6 +18,8 @@ from docintel.api.problems import Problem
 from docintel.db import session_scope
 from docintel.service import Accepted, QueueUnavailable, start
 from docintel.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def _settings(request: Request) -> Settings:
@@ -58,11 +62,32 @@ def authorized(
 
 class Launcher:
     """Starts a stored document's work: here on one background thread (embedded mode,
-    where this process is the only worker), else by sending it to the workers."""
+    where this process is the only worker), else by sending it to the workers.
+
+    Embedded, it also takes the workers' turn at the sweep every
+    ``DOCINTEL_SWEEP_INTERVAL_S``: work an earlier run left unfinished resumes, and
+    webhooks whose receiver failed are tried again.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docintel-embedded")
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+        if settings.embedded:
+            self._sweeper = threading.Thread(
+                target=self._sweep_now_and_then, name="docintel-sweep", daemon=True
+            )
+            self._sweeper.start()
+
+    def _sweep_now_and_then(self) -> None:
+        from docintel.queue.maintenance import sweep_turn
+
+        while not self._stop.wait(self.settings.sweep_interval_s):
+            try:
+                sweep_turn(force=False, settings=self.settings)
+            except Exception:  # the next turn tries again; a sweep must never end the API
+                log.warning("the embedded sweep failed", exc_info=True)
 
     def launch(self, accepted: Accepted) -> None:
         if self.settings.embedded:
@@ -74,6 +99,9 @@ class Launcher:
             start(self.settings, accepted)
 
     def close(self) -> None:
+        self._stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=30)
         self._background.shutdown(wait=True, cancel_futures=False)
 
 

@@ -162,3 +162,23 @@ def test_global_webhooks_without_a_secret_are_refused_at_start(
         Settings(webhook_urls=["https://example.com/hook"])
     with pytest.raises(ValidationError, match="not an http or https URL"):
         Settings(webhook_urls=["gopher://example.com/"], webhook_secret="s")
+
+
+def test_the_embedded_api_sweeps_by_itself_so_a_failed_webhook_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Receiver(fail_first={"/api-hook"}) as receiver:
+        _settings(monkeypatch, tmp_path, sweep_interval_s="1")
+        pdf = fx.make_text_pdf(tmp_path / "upload.pdf", ["Uploaded memo"])
+        with TestClient(create_app()) as client:
+            with pdf.open("rb") as handle:
+                answer = client.post(
+                    "/v1/documents",
+                    files={"file": ("upload.pdf", handle)},
+                    data={"webhook_url": receiver.url("/api-hook")},
+                )
+            assert answer.status_code == 202, answer.text
+            # Nobody calls a sweep here: the API process takes its turn on its own.
+            requests = receiver.wait_for("/api-hook", 2, timeout=30)
+    assert [r.answered for r in requests] == [500, 200]
+    assert requests[0].headers["X-Docintel-Delivery"] == requests[1].headers["X-Docintel-Delivery"]
