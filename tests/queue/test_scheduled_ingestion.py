@@ -84,7 +84,7 @@ def test_two_overlapping_scans_import_each_file_once(
 
 
 @pytest.mark.slow
-def test_two_beats_and_a_worker_take_dropped_files_to_done(
+def test_two_beats_and_workers_take_dropped_files_to_done(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = f"beat-{uuid.uuid4().hex[:8]}"
@@ -95,8 +95,13 @@ def test_two_beats_and_a_worker_take_dropped_files_to_done(
         settings = apply_env(monkeypatch, env)
         with session_scope(settings.database_url) as session:
             add_source(session, SourceSpec(name, str(folder)))
+        # Two schedulers at once: `docintel beat`, and a worker started with --beat.
         beats = [
-            _cli({**env, "DOCINTEL_DATA_DIR": str(tmp_path / f"beat{n}")}, "beat") for n in range(2)
+            _cli({**env, "DOCINTEL_DATA_DIR": str(tmp_path / "beat")}, "beat"),
+            _cli(
+                {**env, "DOCINTEL_DATA_DIR": str(tmp_path / "worker-beat")},
+                *("worker", "--beat", "--concurrency", "1", "--loglevel", "info"),
+            ),
         ]
         try:
             with running_worker(env, concurrency=2) as worker:
