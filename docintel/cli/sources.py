@@ -151,7 +151,10 @@ def beat(
     typer.echo(f"scanning every {settings.scan_interval_s:g} s; Ctrl-C stops", err=True)
     try:
         while True:
-            _scan_once(settings)
+            try:
+                _scan_once(settings)
+            except Exception as error:  # the database away, say: the next scan tries again
+                typer.echo(f"docintel: the scan failed, trying again: {error}", err=True)
             time.sleep(settings.scan_interval_s)
     except KeyboardInterrupt:
         from docintel.cli.process import _leave_interrupted

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 Outcome = Literal["processed", "failed"]
 FILED_AWAY = ("processed", "failed")
 TAG_KEY = "docintel"
+MAX_PATH = 2048  # source_files.path
 
 
 class SourceUnavailable(RuntimeError):
@@ -44,8 +45,22 @@ class Listed:
         return self.path.rsplit("/", 1)[-1]
 
 
+@dataclass(slots=True)
+class Listing:
+    """What one listing found, and what it could not look into."""
+
+    files: list[Listed] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # folders, relative, '/'-separated
+    problems: list[str] = field(default_factory=list)  # for the log
+
+    def covers_unreadable(self, path: str) -> bool:
+        """Whether ``path`` lies in a folder this listing could not read (so its
+        absence says nothing)."""
+        return any(path.startswith(f"{folder}/") for folder in self.unreadable)
+
+
 class Inbox(Protocol):
-    def list(self) -> Iterator[Listed]: ...
+    def list(self) -> Listing: ...
 
     def fetch(self, item: Listed, dest: Path) -> bool:
         """Copy ``item`` to ``dest``; False if it changed or vanished meanwhile."""
@@ -81,9 +96,10 @@ class FolderInbox:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def list(self) -> Iterator[Listed]:
+    def list(self) -> Listing:
         if not self.root.is_dir():
             raise SourceUnavailable(f"{self.root} is not a folder (gone, or not mounted)")
+        listing = Listing()
         errors: list[OSError] = []
         for folder, subfolders, files in os.walk(self.root, onerror=errors.append):
             here = Path(folder)
@@ -92,45 +108,69 @@ class FolderInbox:
             # Editors and copy tools write to dotfiles or '~' files and rename when done.
             subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
             for name in sorted(files):
-                if name.startswith((".", "~")):
-                    continue
-                path = here / name
-                try:
-                    st = path.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # deleted between listing and stat
-                if not path.is_file() or path.is_symlink():
-                    continue
-                yield Listed(path.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns)
-        if errors and errors[0].filename == str(self.root):
-            raise SourceUnavailable(f"cannot read {self.root}: {errors[0].strerror}")
+                if not name.startswith((".", "~")):
+                    self._note(here / name, listing)
+        for error in errors:
+            if error.filename == str(self.root):
+                raise SourceUnavailable(f"cannot read {self.root}: {error.strerror}")
+            where = Path(error.filename).relative_to(self.root).as_posix()
+            listing.unreadable.append(where)
+            listing.problems.append(f"cannot read the folder {where}: {error.strerror}")
+        return listing
+
+    def _note(self, path: Path, listing: Listing) -> None:
+        relative = path.relative_to(self.root).as_posix()
+        try:
+            relative.encode("utf-8")
+        except UnicodeEncodeError:
+            # Bytes that are no UTF-8 (an old share, a zip's names) cannot be stored.
+            listing.problems.append(f"skipped a file whose name is not UTF-8: {relative!r}")
+            return
+        if len(relative) > MAX_PATH:
+            listing.problems.append(f"skipped a path longer than {MAX_PATH}: {relative[:80]}...")
+            return
+        try:
+            st = path.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return  # deleted between listing and stat
+        if stat.S_ISREG(st.st_mode):  # not links, devices, pipes
+            listing.files.append(Listed(relative, st.st_size, st.st_mtime_ns))
 
     def fetch(self, item: Listed, dest: Path) -> bool:
-        path = self.root / item.path
+        # Opened without following a link, and checked on the open file: a file
+        # swapped for a link to a secret between listing and copy is not taken.
         try:
-            if not self._unchanged(path, item):
+            fd = os.open(self.root / item.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except (FileNotFoundError, OSError):
+            return False  # deleted, or now a link
+        with os.fdopen(fd, "rb") as source:
+            if not self._matches(os.fstat(fd), item):
                 return False
-            shutil.copyfile(path, dest)
+            with dest.open("wb") as out:
+                shutil.copyfileobj(source, out, 1024 * 1024)
             # A writer that kept going while we copied changed size or mtime.
-            return self._unchanged(path, item)
-        except FileNotFoundError:
-            return False
+            return self._matches(os.fstat(fd), item)
 
     def file_away(self, item: Listed, outcome: Outcome) -> None:
         path = self.root / item.path
         try:
-            if not self._unchanged(path, item):
+            if not self._matches(path.stat(follow_symlinks=False), item):
                 return  # replaced since: the new version is the next scan's to take
         except FileNotFoundError:
             return
         target = _free_name(self.root / outcome / item.path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # A processed/ (or a folder in it) that is a link must not carry files out.
+        if not target.parent.resolve().is_relative_to(self.root.resolve()):
+            raise OSError(f"{target.parent} leads out of the inbox; {item.path} stays")
         os.replace(path, target)
 
     @staticmethod
-    def _unchanged(path: Path, item: Listed) -> bool:
-        st = path.stat()
-        return (st.st_size, st.st_mtime_ns) == (item.size, item.mtime_ns)
+    def _matches(st: os.stat_result, item: Listed) -> bool:
+        return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (
+            item.size,
+            item.mtime_ns,
+        )
 
 
 def _free_name(path: Path) -> Path:
@@ -150,12 +190,13 @@ class S3Inbox:
         self.bucket = bucket
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
-    def list(self) -> Iterator[Listed]:
+    def list(self) -> Listing:
         from botocore.exceptions import BotoCoreError, ClientError
 
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.prefix
         )
+        listing = Listing()
         try:
             for page in pages:
                 for obj in page.get("Contents", []):
@@ -163,16 +204,22 @@ class S3Inbox:
                     name = key.rsplit("/", 1)[-1]
                     if key.endswith("/") or name.startswith((".", "~")):
                         continue  # folder markers and files still being written
+                    if len(key) - len(self.prefix) > MAX_PATH:
+                        listing.problems.append(f"skipped a key longer than {MAX_PATH}")
+                        continue
                     modified = obj["LastModified"]
-                    yield Listed(
-                        key[len(self.prefix) :],
-                        obj["Size"],
-                        int(modified.timestamp() * 1_000_000) * 1000,
-                        obj.get("ETag"),
+                    listing.files.append(
+                        Listed(
+                            key[len(self.prefix) :],
+                            obj["Size"],
+                            int(modified.timestamp() * 1_000_000) * 1000,
+                            obj.get("ETag"),
+                        )
                     )
         except (BotoCoreError, ClientError) as error:
             where = f"s3://{self.bucket}/{self.prefix}"
             raise SourceUnavailable(f"cannot list {where}: {error}") from error
+        return listing
 
     def fetch(self, item: Listed, dest: Path) -> bool:
         from botocore.exceptions import ClientError

@@ -15,6 +15,7 @@ document, and the file is filed away then.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -29,13 +30,24 @@ from sqlalchemy.orm import Session
 
 from docintel.db import session_scope
 from docintel.ingestion.catalog import SourceSpec, spec_of, sync_from_settings
-from docintel.ingestion.inboxes import Inbox, Listed, Outcome, SourceUnavailable, open_inbox
+from docintel.ingestion.inboxes import (
+    Inbox,
+    Listed,
+    Listing,
+    Outcome,
+    SourceUnavailable,
+    open_inbox,
+)
 from docintel.models import Document, DocumentStatus, Source, SourceFile
 from docintel.models.base import utcnow
 from docintel.pipeline.ingest import sha256_file
 from docintel.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Two sightings of an unchanged version this close together (two beats scanning at
+# once) say nothing about a writer that is still at work.
+_MIN_UNCHANGED = timedelta(seconds=1)
 
 
 @dataclass(slots=True)
@@ -54,7 +66,16 @@ def scan_all(settings: Settings) -> list[ScanReport]:
         if settings.sources:
             sync_from_settings(session, settings.sources)
         ids = session.scalars(select(Source.id).where(Source.enabled).order_by(Source.id)).all()
-    return [scan_source(settings, source_id) for source_id in ids]
+    reports = []
+    for source_id in ids:
+        try:
+            reports.append(scan_source(settings, source_id))
+        except Exception as error:  # one source's trouble must not stop the others
+            log.exception("source %s: the scan failed", source_id)
+            reports.append(ScanReport(source=str(source_id), error=f"the scan failed: {error}"))
+            with contextlib.suppress(Exception):
+                _note_scan(settings, source_id, f"the scan failed: {error}")
+    return reports
 
 
 def scan_source(settings: Settings, source_id: int) -> ScanReport:
@@ -65,15 +86,18 @@ def scan_source(settings: Settings, source_id: int) -> ScanReport:
         spec = spec_of(row)
     report = ScanReport(spec.name)
     inbox = open_inbox(spec.uri, settings)
+    listing_started = utcnow()
     try:
-        listed = list(inbox.list())
+        listing = inbox.list()
     except SourceUnavailable as error:
         log.warning("source %s: %s", spec.name, error)
         report.error = str(error)
         _note_scan(settings, source_id, report.error)
         return report
-    report.listed = len(listed)
-    stable, report.waiting = _record(settings, source_id, listed, spec.settle_s)
+    report.listed = len(listing.files)
+    for problem in listing.problems:
+        log.warning("source %s: %s", spec.name, problem)
+    stable, report.waiting = _record(settings, source_id, listing, spec.settle_s, listing_started)
     for row_id, item in stable:
         if _claim(settings, row_id):
             _take(settings, spec, inbox, row_id, item, report)
@@ -82,10 +106,20 @@ def scan_source(settings: Settings, source_id: int) -> ScanReport:
 
 
 def _record(
-    settings: Settings, source_id: int, listed: list[Listed], settle_s: float
+    settings: Settings,
+    source_id: int,
+    listing: Listing,
+    settle_s: float,
+    listing_started: datetime,
 ) -> tuple[list[tuple[int, Listed]], int]:
-    """Note every listed version; the stable ones to take, and how many still wait."""
+    """Note every listed version; the stable ones to take, and how many still wait.
+
+    Only versions noted before this scan's listing began can be missing from it:
+    one an overlapping scan noted meanwhile is left for the next scan to judge.
+    Nor is anything under a folder that could not be read called gone.
+    """
     scan_started = utcnow()
+    listed = listing.files
     with session_scope(settings.database_url) as session:
         _insert_new_versions(session, source_id, listed, scan_started)
         _release_abandoned(session, source_id, scan_started, settings.stuck_after_s)
@@ -103,11 +137,14 @@ def _record(
         stable, waiting = [], 0
         for row_id, path, size, mtime_ns, seen_at in rows:
             item = by_version.get((path, size, mtime_ns))
+            first_seen = _aware(seen_at)
             if item is None:
+                if first_seen >= listing_started or listing.covers_unreadable(path):
+                    continue
                 # This version is no longer there: rewritten (a newer row exists) or deleted.
                 state = "changed" if path in paths_now else "gone"
                 _set_state(session, row_id, state, scan_started)
-            elif _aware(seen_at) < scan_started and _settled(item, settle_s):
+            elif first_seen < scan_started - _MIN_UNCHANGED and _settled(item, settle_s):
                 stable.append((row_id, item))
             else:
                 waiting += 1
@@ -131,9 +168,18 @@ def _insert_new_versions(
         }
         for i in listed
     ]
-    for start in range(0, len(rows), 500):  # SQLite caps the bound parameters of a statement
-        statement = dialect.insert(SourceFile).values(rows[start : start + 500])
-        session.execute(statement.on_conflict_do_nothing())
+    # 150 rows of 6 values: under the 999 bound parameters older SQLite allows.
+    for start in range(0, len(rows), 150):
+        statement = dialect.insert(SourceFile).values(rows[start : start + 150])
+        # A version listed again after it was called gone or changed (an overlapping
+        # scan's older listing, a share that blinked) is waiting again, from now.
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["source_id", "path", "size_bytes", "mtime_ns"],
+                set_={"state": "seen", "seen_at": now, "updated_at": now},
+                where=SourceFile.state.in_(("gone", "changed")),
+            )
+        )
 
 
 def _release_abandoned(session: Session, source_id: int, now: datetime, after_s: int) -> None:

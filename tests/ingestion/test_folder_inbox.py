@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import shutil
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from sqlalchemy import func, select
 
 from docintel import migrate
 from docintel.db import session_scope
+from docintel.ingestion import scan as scan_module
 from docintel.ingestion.catalog import SourceSpec, add_source
 from docintel.ingestion.inboxes import FolderInbox, Listed
 from docintel.ingestion.scan import ScanReport, scan_all
@@ -24,6 +27,13 @@ from docintel.models import Document, DocumentStatus, Source, SourceFile
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
 from tests.runtime import apply_env, base_env
+
+
+@pytest.fixture(autouse=True)
+def back_to_back_scans_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Here a second scan right after the first may take a file; the one-second floor
+    between sightings has its own test."""
+    monkeypatch.setattr(scan_module, "_MIN_UNCHANGED", timedelta(0))
 
 
 @pytest.fixture
@@ -234,3 +244,95 @@ def _page_texts(session: object, doc_id: object) -> list[str]:
 
     query = select(Page.text).where(Page.document_id == doc_id)
     return list(session.scalars(query))  # type: ignore[attr-defined]
+
+
+def test_an_overlapping_scans_older_listing_never_strands_a_file(
+    settings: Settings, inbox: Path
+) -> None:
+    """Scan Y listed the folder before F arrived; scan X noted F meanwhile. Y's older
+    listing must not call F gone, and a version called gone that is listed again waits
+    again (it was once stranded for good)."""
+    from docintel.ingestion.inboxes import Listing
+    from docintel.ingestion.scan import _record
+    from docintel.models.base import utcnow
+
+    with session_scope(settings.database_url) as session:
+        source_id = session.scalars(select(Source.id)).one()
+    y_started = utcnow()
+    fx.make_text_pdf(inbox / "late.pdf", ["arrived during a scan"])
+    scan(settings)  # scan X notes it
+    _record(settings, source_id, Listing(), 0, y_started)  # scan Y, listed before F came
+    assert states(settings) == {"late.pdf": ["seen"]}
+
+    _record(settings, source_id, Listing(), 0, utcnow())  # a later listing without it
+    assert states(settings) == {"late.pdf": ["gone"]}
+    scan(settings)  # listed again: waiting again, then taken
+    assert states(settings) == {"late.pdf": ["seen"]}
+    assert len(scan(settings).imported) == 1
+
+
+def test_a_folder_that_cannot_be_read_does_not_make_its_files_gone(
+    settings: Settings, inbox: Path
+) -> None:
+    from docintel.ingestion.inboxes import Listing
+    from docintel.ingestion.scan import _record
+    from docintel.models.base import utcnow
+
+    fx.make_text_pdf(_new(inbox / "share" / "a.pdf"), ["on a share"])
+    scan(settings)
+    with session_scope(settings.database_url) as session:
+        source_id = session.scalars(select(Source.id)).one()
+    blinked = Listing(unreadable=["share"], problems=["cannot read the folder share"])
+    _record(settings, source_id, blinked, 0, utcnow())
+    assert states(settings) == {"share/a.pdf": ["seen"]}
+
+
+def test_a_file_swapped_for_a_link_is_not_read_and_links_do_not_lead_out(
+    settings: Settings, inbox: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the inbox")
+    path = inbox / "report.pdf"
+    path.write_bytes(b"x" * len(secret.read_bytes()))
+    os.utime(secret, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
+    st = path.stat()
+    listed = Listed("report.pdf", st.st_size, st.st_mtime_ns)
+    path.unlink()
+    path.symlink_to(secret)  # same size and mtime as the listed file, through the link
+    folder = FolderInbox(inbox)
+    assert folder.fetch(listed, tmp_path / "copy") is False
+    assert not (tmp_path / "copy").exists() or (tmp_path / "copy").read_bytes() == b""
+
+    # A processed/ that is a link out of the inbox: the file stays where it is.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (inbox / "processed").symlink_to(elsewhere)
+    path.unlink()
+    fx.make_text_pdf(inbox / "real.pdf", ["real"])
+    scan(settings)
+    report = scan(settings)
+    assert len(report.imported) == 1  # imported all the same
+    assert (inbox / "real.pdf").exists() and list(elsewhere.iterdir()) == []
+
+
+def test_a_name_that_is_not_utf8_is_skipped_and_the_rest_is_taken(
+    settings: Settings, inbox: Path
+) -> None:
+    os.close(os.open(os.fsencode(inbox) + b"/bad\xff.pdf", os.O_CREAT | os.O_WRONLY, 0o644))
+    fx.make_text_pdf(inbox / "good.pdf", ["good name"])
+    scan(settings)
+    report = scan(settings)
+    assert (report.listed, len(report.imported), report.error) == (1, 1, None)
+
+
+def test_two_sightings_a_moment_apart_are_not_enough(
+    settings: Settings, inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two beats scanning at once see a file twice within milliseconds: that says
+    nothing about a writer still at work, so a second must pass between sightings."""
+    monkeypatch.setattr(scan_module, "_MIN_UNCHANGED", timedelta(seconds=1))
+    fx.make_text_pdf(inbox / "fresh.pdf", ["just written"])
+    scan(settings)
+    assert scan(settings).imported == []
+    time.sleep(1.05)
+    assert len(scan(settings).imported) == 1

@@ -61,6 +61,7 @@ def test_two_overlapping_scans_import_each_file_once(
         first = _cli(env, "sources", "scan")
         assert first.wait(60) == 0, first.stdout and first.stdout.read()
 
+        time.sleep(1.05)  # sightings less than a second apart do not count
         # Both see eight stable files; each file must go to exactly one of them.
         racers = [_cli(env, "sources", "scan") for _ in range(2)]
         outputs = [(r.communicate(timeout=120)[0], r.returncode) for r in racers]
