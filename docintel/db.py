@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -75,3 +75,15 @@ def reset_engines(*, close: bool = True) -> None:
     or when settings point elsewhere."""
     while _engines:
         _engines.popitem()[1].dispose(close=close)
+
+
+def lock_row(session: Session, model: Any, row_id: Any) -> None:
+    """Make this transaction the only one working on ``model`` row ``row_id``.
+
+    PostgreSQL locks the row (callers then read it ``FOR UPDATE``). SQLite has no
+    row locks and takes no lock for a read: a no-op write, as the transaction's
+    first statement, takes its database write lock, so a second transaction doing
+    the same waits, and then reads what the first committed.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(model).where(model.id == row_id).values(id=model.id))

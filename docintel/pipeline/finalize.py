@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from docintel.db import lock_row
 from docintel.models import Document, DocumentStatus, Job, Page, PageStatus
 from docintel.models.base import utcnow
 from docintel.pipeline.context import FollowUp, StageContext
@@ -25,7 +26,8 @@ def finalize_document(ctx: StageContext, document_id: str) -> list[FollowUp]:
     session = ctx.session
     doc_id = uuid.UUID(document_id)
     # Lock first, count after: the counts and the status then come from one moment,
-    # and two finalizes of one document settle it once.
+    # and two finalizes of one document settle it once (on SQLite too).
+    lock_row(session, Document, doc_id)
     doc = session.get(Document, doc_id, with_for_update=True)
     if doc is None or doc.status != DocumentStatus.PROCESSING:
         return []

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from docintel.db import session_scope
+from docintel.db import lock_row, session_scope
 from docintel.models.webhooks import WebhookDelivery, WebhookStatus
 from docintel.pipeline.leases import db_now
 from docintel.settings import Settings
@@ -74,6 +74,7 @@ def backoff_s(settings: Settings, attempts: int) -> float:
 
 def _claim(settings: Settings, delivery_id: uuid.UUID) -> _Claimed | None:
     with session_scope(settings.database_url) as session:
+        lock_row(session, WebhookDelivery, delivery_id)  # SQLite: FOR UPDATE does nothing
         now = db_now(session)
         row = session.scalar(
             select(WebhookDelivery)
