@@ -158,6 +158,17 @@ def test_api_upload_with_a_password(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert body["pages"][0]["text"] == "Via the API"
         views = [client.get(f"/v1/documents/{doc_id}{v}").text for v in ("", "/job", "/markdown")]
         listing = client.get("/v1/documents").text
+        # A reprocess with other options keeps the password it was submitted with.
+        again = client.post(f"/v1/documents/{doc_id}/reprocess", json={"options": {"dpi": 100}})
+        assert again.status_code == 202, again.text
+        while (body := client.get(f"/v1/documents/{doc_id}").json())["document"]["status"] in (
+            "queued",
+            "processing",
+        ):
+            assert time.monotonic() < deadline, body["document"]
+            time.sleep(0.1)
+        assert body["document"]["status"] == "done", body["document"]
+        assert body["pages"][0]["text"] == "Via the API"
     assert all(password not in text for text in [*views, listing])
     for path in _files_under(tmp_path):  # the database (and its journal), blobs, keys
         assert password.encode() not in path.read_bytes(), path

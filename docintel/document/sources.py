@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
+import hashlib
 import io
 import logging
 import math
@@ -251,7 +251,14 @@ def _decrypted_copy(path: Path, password: str | None) -> bytes | None:
         # A wrong password does not stand in the way of a file that needs none,
         # as for an unencrypted PDF given one.
         for candidate in dict.fromkeys((password or "", "")):
-            copy = _decrypt_with_pypdf(str(path), stat.st_size, stat.st_mtime_ns, candidate)
+            key = (str(path), stat.st_size, stat.st_mtime_ns, _digest(candidate))
+            with _decrypted_lock:
+                if key in _decrypted:
+                    copy = _decrypted[key]
+                else:
+                    copy = _decrypted[key] = _decrypt_with_pypdf(path, candidate)
+                    while len(_decrypted) > 1:  # the last document's only
+                        _decrypted.pop(next(iter(_decrypted)))
             if copy is not None:
                 return copy
         return None
@@ -260,9 +267,17 @@ def _decrypted_copy(path: Path, password: str | None) -> bytes | None:
 
 
 # One document's pages are opened one after another (split, render, text layer):
-# the last decrypted copies are kept so each page does not decrypt the file again.
-@functools.lru_cache(maxsize=2)
-def _decrypt_with_pypdf(path: str, size: int, mtime_ns: int, password: str) -> bytes | None:
+# the last decrypted copy is kept so each page does not decrypt the file again. Its
+# key holds a digest of the password, never the password.
+_decrypted: dict[tuple[str, int, int, str], bytes | None] = {}
+_decrypted_lock = threading.Lock()
+
+
+def _digest(password: str) -> str:
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+def _decrypt_with_pypdf(path: Path, password: str) -> bytes | None:
     from pypdf import PasswordType, PdfReader, PdfWriter
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # see _probe_pages

@@ -21,7 +21,7 @@ from docintel.document.sniff import sniff_media_type
 from docintel.errors import DocumentError, ErrorCode
 from docintel.models import TERMINAL_STATUSES, Document, DocumentStatus, Job, Page
 from docintel.models.base import utcnow
-from docintel.passwords import has_password
+from docintel.passwords import SEALED_OPTION, has_password
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.storage import original_key
 from docintel.webhooks.events import announce
@@ -157,7 +157,7 @@ def restart_document(
         .where(Job.document_id == doc.id, Job.finished_at.is_(None))
         .values(status="superseded", finished_at=utcnow())
     )
-    doc.options = dict(options or {})
+    doc.options = _keep_password(doc.options, dict(options or {}))
     doc.status = DocumentStatus.QUEUED
     doc.error_code = doc.error_message = None
     doc.page_count = None
@@ -168,6 +168,14 @@ def restart_document(
         return announce(session, ctx.settings, doc)
     _open_job(session, doc)
     return [FollowUp("docintel.split", (str(doc.id),))]
+
+
+def _keep_password(earlier: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """New options, with the (encrypted) password of the earlier run unless a new one
+    is given: the file still needs it, and a reprocess for another DPI should not fail."""
+    if SEALED_OPTION in earlier and SEALED_OPTION not in options:
+        options[SEALED_OPTION] = earlier[SEALED_OPTION]
+    return options
 
 
 def _check_size(size: int, limit: int) -> None:

@@ -58,7 +58,6 @@ def configure(app: Celery, settings: Settings) -> None:
                 "options": {"queue": CPU_QUEUE, "expires": settings.scan_interval_s},
             }
         },
-        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import tempfile
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 from docintel.queue.app import app
@@ -32,8 +35,7 @@ def start_worker(
     if beat:
         # Scans overlap safely (docintel.ingestion.scan), so a beat in every worker
         # that asks for one costs only repeated listings, never a double import.
-        _beat_schedule_folder()
-        argv.append("--beat")
+        argv += ["--beat", f"--schedule={_beat_schedule_file()}"]
     _run_maintenance_beside(queues)
     app.worker_main(argv)
 
@@ -90,10 +92,16 @@ def ocr_threads_per_process(cpus: int, concurrency: int) -> int:
 
 def start_beat(loglevel: str = "info") -> None:
     """Celery beat alone (``docintel beat``): sends the source scans on schedule."""
-    _beat_schedule_folder()
-    app.start(["beat", f"--loglevel={loglevel}"])
+    app.start(["beat", f"--loglevel={loglevel}", f"--schedule={_beat_schedule_file()}"])
 
 
-def _beat_schedule_folder() -> None:
-    # Beat keeps its schedule file (when each entry last ran) in the data folder.
-    get_settings().data_dir.mkdir(parents=True, exist_ok=True)
+def _beat_schedule_file() -> str:
+    """A schedule file of this process's own.
+
+    Beat keeps in it when each entry last ran, under a lock: two beats sharing one
+    (a data volume mounted in several containers) would fight over it. Losing it
+    costs nothing here: the scan simply runs at start.
+    """
+    folder = Path(tempfile.gettempdir()) / "docintel-beat"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"schedule-{socket.gethostname()}-{os.getpid()}")

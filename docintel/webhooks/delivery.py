@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 _EARLY_S = 1.0
 _CLAIM_MARGIN_S = 30.0
 _ERROR_CHARS = 500
+_ANSWER_BYTES = 200  # of an error answer, kept for the delivery's last_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,25 +122,47 @@ def _post(settings: Settings, claimed: _Claimed) -> _Answer:
         ),
     }
     try:
-        # No proxies from the environment and no redirects: either would send the
-        # request somewhere other than the address that was checked.
-        with httpx.Client(
-            timeout=settings.webhook_timeout_s, trust_env=False, follow_redirects=False
-        ) as client:
-            response = client.post(
-                target.connect_url,
-                content=body,
-                headers=headers,
-                extensions={"sni_hostname": target.hostname},
-            )
+        status, excerpt = _send(settings, target, body, headers)
     except httpx.HTTPError as error:
         return _Answer(error=f"{type(error).__name__}: {error}"[:_ERROR_CHARS])
-    if 200 <= response.status_code < 300:
-        return _Answer(status_code=response.status_code)
-    return _Answer(
-        status_code=response.status_code,
-        error=f"HTTP {response.status_code}: {response.text[:200]}"[:_ERROR_CHARS],
-    )
+    except Exception as error:  # whatever else: recorded on the delivery, never lost
+        log.warning("webhook %s: %s", claimed.id, error, exc_info=True)
+        return _Answer(error=f"{type(error).__name__}: {error}"[:_ERROR_CHARS])
+    if 200 <= status < 300:
+        return _Answer(status_code=status)
+    return _Answer(status_code=status, error=f"HTTP {status}: {excerpt}"[:_ERROR_CHARS])
+
+
+def _send(
+    settings: Settings, target: targets.Target, body: bytes, headers: dict[str, str]
+) -> tuple[int, str]:
+    """POST and read at most a little of the answer, within one overall deadline.
+
+    A receiver is anyone's URL: one that answers gigabytes, or drips a byte at a
+    time (each read within the per-read timeout), must cost neither memory nor
+    more than the deadline, which ends well inside the claim's lease.
+    """
+    deadline = time.monotonic() + settings.webhook_timeout_s * 2
+    # No proxies from the environment and no redirects: either would send the
+    # request somewhere other than the address that was checked.
+    with (
+        httpx.Client(
+            timeout=settings.webhook_timeout_s, trust_env=False, follow_redirects=False
+        ) as client,
+        client.stream(
+            "POST",
+            target.connect_url,
+            content=body,
+            headers=headers,
+            extensions={"sni_hostname": target.hostname},
+        ) as response,
+    ):
+        excerpt = b""
+        for chunk in response.iter_raw():
+            excerpt += chunk
+            if len(excerpt) >= _ANSWER_BYTES or time.monotonic() > deadline:
+                break
+        return response.status_code, excerpt[:_ANSWER_BYTES].decode("utf-8", "replace")
 
 
 def _record(settings: Settings, claimed: _Claimed, answer: _Answer) -> float | None:

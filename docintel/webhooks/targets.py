@@ -66,7 +66,7 @@ def resolve(url: str, *, allow_private: bool, resolver: Resolver = socket.getadd
     (``socket.gaierror``) when the name does not resolve, which may pass.
     """
     parts = check_url(url)
-    host = parts.hostname or ""
+    host = _ascii_host(parts.hostname or "")
     port = parts.port or _DEFAULT_PORTS[parts.scheme]
     addresses = _addresses(host, port, resolver)
     if not allow_private:
@@ -89,6 +89,18 @@ def resolve(url: str, *, allow_private: bool, resolver: Resolver = socket.getadd
         hostname=host,
         address=str(address),
     )
+
+
+def _ascii_host(host: str) -> str:
+    """An internationalised name as DNS, HTTP's Host and TLS's SNI carry it (IDNA)."""
+    try:
+        host.encode("ascii")
+        return host
+    except UnicodeEncodeError:
+        try:
+            return host.encode("idna").decode("ascii")
+        except UnicodeError as error:
+            raise TargetRefused(f"{host!r} is not a valid host name: {error}") from None
 
 
 def forbidden_reason(address: IPAddress) -> str | None:

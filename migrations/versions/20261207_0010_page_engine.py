@@ -17,13 +17,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Added, never rebuilt: SQLite adds a nullable column in place.
+    # Added, never rebuilt: SQLite adds a nullable column in place. Pages read before
+    # keep no engine (their lines name it): filling it in would rewrite every page row
+    # and its search index on PostgreSQL, too long for a migration on a large database.
     op.add_column("pages", sa.Column("engine", sa.String(length=64), nullable=True))
-    # Pages read before: their lines name the engine.
-    op.execute(
-        "UPDATE pages SET engine = (SELECT min(l.engine) FROM text_lines l WHERE l.page_id = pages.id)"
-        " WHERE status = 'done'"
-    )
 
 
 def downgrade() -> None:

@@ -79,3 +79,17 @@ def test_only_http_urls_with_a_host_are_taken(url: str) -> None:
 def test_an_unresolvable_name_is_an_oserror_not_a_refusal() -> None:
     with pytest.raises(OSError):
         resolve("http://no-such-host.invalid/x", allow_private=False)
+
+
+def test_an_internationalised_host_travels_as_idna() -> None:
+    """Non-ASCII in Host or SNI made every attempt crash outside the delivery's record."""
+    asked: list[str] = []
+
+    def resolver(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
+        asked.append(host)
+        return _resolving_to("93.184.215.14")(host, port)
+
+    target = resolve("https://bücher.example/hook", allow_private=False, resolver=resolver)
+    assert asked == ["xn--bcher-kva.example"]
+    assert target.host_header == target.hostname == "xn--bcher-kva.example"
+    assert target.connect_url == "https://93.184.215.14:443/hook"
