@@ -8,6 +8,7 @@ here: the inbox copies what it takes, and a copy of a sparse file is not sparse.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ def test_hostile_files_in_an_inbox_end_with_their_codes_and_refused_ones_are_fil
         add_source(session, SourceSpec("hostile", str(inbox)))
 
     scan_all(settings)  # first sight: files must stop changing before they are taken
+    time.sleep(1.05)  # and sightings less than a second apart do not count
     (report,) = scan_all(settings)
 
     refused = sorted(Path(path).name for path in report.refused)
