@@ -23,9 +23,9 @@ from pdf2image.exceptions import (
 )
 from PIL import Image, ImageChops, ImageOps
 
+from docintel.document.pdf_open import ENCRYPTED_MESSAGE
 from docintel.document.sniff import IMAGE_MEDIA_TYPES, PDF
 from docintel.document.sources import (
-    ENCRYPTED_MESSAGE,
     PIL_DECODE_ERRORS,
     ImageSource,
     PdfSource,

@@ -23,7 +23,7 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from docintel.document.sources import PDFIUM_LOCK, open_pdf
+from docintel.document.pdf_open import PDFIUM_LOCK, open_pdf
 from docintel.errors import DocumentError, ErrorCode
 from docintel.geometry import Polygon, TextLine
 

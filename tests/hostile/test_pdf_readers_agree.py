@@ -15,8 +15,9 @@ import pikepdf
 import pytest
 from pypdf import PasswordType, PdfReader
 
+from docintel.document.pdf_open import open_pdf
 from docintel.document.render import render_page
-from docintel.document.sources import open_pdf, open_source
+from docintel.document.sources import open_source
 from docintel.document.textlayer import extract_text_lines
 from docintel.errors import DocumentError, ErrorCode
 from tests.fixtures import documents as fx
