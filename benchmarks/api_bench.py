@@ -26,7 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -77,6 +80,51 @@ def start_api(
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"the API did not start:\n{logfile.read_text()[-3000:]}")
+
+
+@dataclass(frozen=True)
+class ApiStack:
+    env: dict[str, str]  # the DOCINTEL_* settings every process of the stack shares
+    key: str
+    url: str
+    api: subprocess.Popen[bytes]
+
+
+@contextmanager
+def api_stack(folder: Path, api_workers: int = 1) -> Iterator[ApiStack]:
+    """A throwaway database and broker, migrated, an API key, and ``docintel serve``."""
+    with pg_database() as database_url, redis_database() as broker_url:
+        env = docintel_env(
+            folder / "data",
+            database_url=database_url,
+            broker_url=broker_url,
+            storage_url=(folder / "blobs").as_uri(),
+        )
+        db_upgrade(env)
+        key = create_key(env)
+        port = free_port()
+        api = start_api(env, port, api_workers, folder / "api.log")
+        try:
+            yield ApiStack(env, key, f"http://127.0.0.1:{port}", api)
+        finally:
+            api.terminate()
+            api.wait(30)
+
+
+@contextmanager
+def running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """One ``docintel worker`` (one process), stopped on the way out."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "docintel", "worker", "--concurrency", "1"],
+        env={**env, "OMP_NUM_THREADS": "1"},
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        worker.wait(30)
 
 
 def create_key(env: dict[str, str]) -> str:
@@ -173,38 +221,14 @@ def main() -> int:
         folder = Path(tmp)
         log(f"making {args.uploads + 1} PDFs of {args.size_mb} MB")
         files = [padded_pdf(folder, n, int(args.size_mb * MiB)) for n in range(args.uploads + 1)]
-        with pg_database() as database_url, redis_database() as broker_url:
-            env = docintel_env(
-                folder / "data",
-                database_url=database_url,
-                broker_url=broker_url,
-                storage_url=(folder / "blobs").as_uri(),
-            )
-            db_upgrade(env)
-            key = create_key(env)
-            port = free_port()
-            api = start_api(env, port, args.api_workers, folder / "api.log")
-            base = f"http://127.0.0.1:{port}"
-            try:
-                log(f"{args.uploads} uploads, {args.clients} clients")
-                upload_row = bench_uploads(base, key, files, args.clients)
-                worker = subprocess.Popen(
-                    [sys.executable, "-m", "docintel", "worker", "--concurrency", "1"],
-                    env={**env, "OMP_NUM_THREADS": "1"},
-                    stdout=(folder / "worker.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                )
-                try:
-                    # The upload phase left 200 split messages; let the worker drain them.
-                    drain(base, key)
-                    log(f"end to end, {args.e2e_runs} runs")
-                    e2e_row = bench_end_to_end(base, key, folder, args.e2e_runs)
-                finally:
-                    worker.terminate()
-                    worker.wait(30)
-            finally:
-                api.terminate()
-                api.wait(30)
+        with api_stack(folder, args.api_workers) as stack:
+            log(f"{args.uploads} uploads, {args.clients} clients")
+            upload_row = bench_uploads(stack.url, stack.key, files, args.clients)
+            with running_worker(stack.env, folder / "worker.log"):
+                # The upload phase left 200 split messages; let the worker drain them.
+                drain(stack.url, stack.key)
+                log(f"end to end, {args.e2e_runs} runs")
+                e2e_row = bench_end_to_end(stack.url, stack.key, folder, args.e2e_runs)
     print(f"\n## Uploads ({os.cpu_count()} CPUs, API workers: {args.api_workers})\n")
     header = ["uploads", "clients", "uploads/s", "p50 ms", "p99 ms", "statuses"]
     print(markdown_table(header, [upload_row]))

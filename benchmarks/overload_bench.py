@@ -24,17 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.api_bench import create_key, free_port, start_api
-from benchmarks.pipeline_bench import (
-    MIB,
-    TreeSampler,
-    db_upgrade,
-    docintel_env,
-    log,
-    markdown_table,
-    pg_database,
-    redis_database,
-)
+from benchmarks.api_bench import api_stack, running_worker
+from benchmarks.pipeline_bench import MIB, TreeSampler, log, markdown_table
 
 
 def make_documents(folder: Path, count: int, pages: int, tag: str) -> list[Path]:
@@ -63,45 +54,24 @@ def main() -> int:
         half = args.documents // 2
         by_api = make_documents(folder / "api", half, args.pages, f"api{tag}")
         by_cli = make_documents(folder / "cli", args.documents - half, args.pages, f"cli{tag}")
-        with pg_database() as database_url, redis_database() as broker_url, TreeSampler() as rss:
-            env = docintel_env(
-                folder / "data",
-                database_url=database_url,
-                broker_url=broker_url,
-                storage_url=(folder / "blobs").as_uri(),
-            )
-            db_upgrade(env)
-            key = create_key(env)
-            port = free_port()
-            api = start_api(env, port, 1, folder / "api.log")
-            rss.watch("api", api.pid)
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "docintel", "worker", "--concurrency", "1"],
-                env={**env, "OMP_NUM_THREADS": "1"},
-                stdout=(folder / "worker.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-            rss.watch("worker", worker.pid)
-            started = time.monotonic()
-            try:
+        with api_stack(folder) as stack, TreeSampler() as rss:
+            rss.watch("api", stack.api.pid)
+            with running_worker(stack.env, folder / "worker.log") as worker:
+                rss.watch("worker", worker.pid)
+                started = time.monotonic()
                 out = ["--out", str(folder / "out"), "--quiet", "--timeout", str(args.timeout)]
                 cli = subprocess.Popen(
                     [sys.executable, "-m", "docintel", "process", *map(str, by_cli), *out],
-                    env=env,
+                    env=stack.env,
                     stdout=subprocess.DEVNULL,
                     stderr=(folder / "cli.log").open("wb"),
                 )
                 rss.watch("cli", cli.pid)
-                ids = upload_all(f"http://127.0.0.1:{port}", key, by_api)
+                ids = upload_all(stack.url, stack.key, by_api)
                 log(f"{len(ids)} uploads answered in {time.monotonic() - started:.1f} s")
                 cli_code = cli.wait(args.timeout)
-                statuses = wait_all(f"http://127.0.0.1:{port}", key, ids, args.timeout)
+                statuses = wait_all(stack.url, stack.key, ids, args.timeout)
                 drained = time.monotonic() - started
-            finally:
-                worker.terminate()
-                worker.wait(30)
-                api.terminate()
-                api.wait(30)
             cli_errors = (folder / "cli.log").read_text(errors="replace").strip()
     api_done = sum(s == "done" for s in statuses)
     rows = [

@@ -25,6 +25,19 @@ def pg_url() -> Iterator[str]:
         services.drop_database(url)
 
 
+@pytest.fixture
+def own_db() -> Iterator[str]:
+    """A migrated Postgres database for this test alone: a sweep in it finds no other
+    test's work (the session's database is shared by the tests of one xdist worker)."""
+    services.require("PostgreSQL", services.PG_ADMIN_URL, 5432)
+    url = services.create_database(prefix="docintel_own")
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        services.drop_database(url)
+
+
 @pytest.fixture(scope="session")
 def pg_engine(pg_url: str) -> Iterator[Engine]:
     engine = make_engine(pg_url)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -133,3 +133,15 @@ def running_worker(env: dict[str, str], **kwargs: object) -> Iterator[WorkerProc
         yield worker
     finally:
         worker.stop()
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05
+) -> float:
+    """Seconds until ``condition`` held; fails the test after ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"gave up after {timeout}s waiting for {what}")
+        time.sleep(poll)
+    return time.monotonic() - started

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -148,12 +149,7 @@ def test_api_upload_with_a_password(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert answer.status_code == 202, answer.text
         doc_id = answer.json()["document_id"]
         deadline = time.monotonic() + 120
-        while (body := client.get(f"/v1/documents/{doc_id}").json())["document"]["status"] in (
-            "queued",
-            "processing",
-        ):
-            assert time.monotonic() < deadline, body["document"]
-            time.sleep(0.1)
+        body = _finished(client, doc_id, deadline)
         assert body["document"]["status"] == "done", body["document"]
         assert body["pages"][0]["text"] == "Via the API"
         views = [client.get(f"/v1/documents/{doc_id}{v}").text for v in ("", "/job", "/markdown")]
@@ -161,14 +157,21 @@ def test_api_upload_with_a_password(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         # A reprocess with other options keeps the password it was submitted with.
         again = client.post(f"/v1/documents/{doc_id}/reprocess", json={"options": {"dpi": 100}})
         assert again.status_code == 202, again.text
-        while (body := client.get(f"/v1/documents/{doc_id}").json())["document"]["status"] in (
-            "queued",
-            "processing",
-        ):
-            assert time.monotonic() < deadline, body["document"]
-            time.sleep(0.1)
+        body = _finished(client, doc_id, deadline)
         assert body["document"]["status"] == "done", body["document"]
         assert body["pages"][0]["text"] == "Via the API"
     assert all(password not in text for text in [*views, listing])
     for path in _files_under(tmp_path):  # the database (and its journal), blobs, keys
         assert password.encode() not in path.read_bytes(), path
+
+
+def _finished(client: TestClient, doc_id: str, deadline: float) -> dict[str, Any]:
+    """The document's contract once it is no longer queued or processing."""
+    while (body := client.get(f"/v1/documents/{doc_id}").json())["document"]["status"] in (
+        "queued",
+        "processing",
+    ):
+        assert time.monotonic() < deadline, body["document"]
+        time.sleep(0.1)
+    result: dict[str, Any] = body
+    return result

@@ -52,10 +52,10 @@ def run_process(
     try:
         return _run_process(settings, files, out, options, timeout, report, reprocess)
     except KeyboardInterrupt:
-        _leave_interrupted()
+        leave_interrupted()
 
 
-def _leave_interrupted() -> NoReturn:
+def leave_interrupted() -> NoReturn:
     """Ctrl-C: one line, exit 130, at once.
 
     OCR engines run native threads (onnxruntime) under the embedded run; an

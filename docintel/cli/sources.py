@@ -112,6 +112,7 @@ def health(
 
     from docintel.cli.main import _database, _fail
     from docintel.models import Source
+    from docintel.models.base import as_utc
 
     settings = get_settings()
     limit = timedelta(seconds=max_age_s or 3 * settings.scan_interval_s + 30)
@@ -122,9 +123,7 @@ def health(
         ).all()
     stale = []
     for name, scanned, created in rows:
-        since = scanned or created  # a new source gets its first interval's grace
-        if since.tzinfo is None:  # SQLite keeps no time zone; we store UTC
-            since = since.replace(tzinfo=UTC)
+        since = as_utc(scanned or created)  # a new source gets its first interval's grace
         if now - since > limit:
             stale.append(name)
     if stale:
@@ -157,9 +156,9 @@ def beat(
                 typer.echo(f"docintel: the scan failed, trying again: {error}", err=True)
             time.sleep(settings.scan_interval_s)
     except KeyboardInterrupt:
-        from docintel.cli.process import _leave_interrupted
+        from docintel.cli.process import leave_interrupted
 
-        _leave_interrupted()  # the same clean exit 130 as an interrupted `process`
+        leave_interrupted()  # the same clean exit 130 as an interrupted `process`
 
 
 def _scan_once(settings: Any) -> None:

@@ -39,8 +39,7 @@ from docintel.ingestion.inboxes import (
     open_inbox,
 )
 from docintel.models import Document, DocumentStatus, Source, SourceFile
-from docintel.models.base import utcnow
-from docintel.pipeline.ingest import sha256_file
+from docintel.models.base import as_utc, utcnow
 from docintel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,7 @@ def _record(
         stable, waiting = [], 0
         for row_id, path, size, mtime_ns, seen_at in rows:
             item = by_version.get((path, size, mtime_ns))
-            first_seen = _aware(seen_at)
+            first_seen = as_utc(seen_at)
             if item is None:
                 if first_seen >= listing_started or listing.covers_unreadable(path):
                     continue
@@ -238,9 +237,8 @@ def _take(
             log.warning("source %s: could not import %s: %s", spec.name, item.path, error)
             _finish(settings, row_id, "seen", error=str(error))
             return
-        sha256 = sha256_file(copy)
     doc_id = accepted.result.document_id
-    outcome, error_text = _outcome(settings, doc_id)
+    outcome, error_text, sha256 = _outcome(settings, doc_id)
     try:
         inbox.file_away(item, outcome)
     except Exception as error:  # imported all the same; it stays where it is
@@ -263,12 +261,15 @@ def _take(
         log.warning("source %s: %s", spec.name, error)
 
 
-def _outcome(settings: Settings, doc_id: uuid.UUID) -> tuple[Outcome, str | None]:
+def _outcome(settings: Settings, doc_id: uuid.UUID) -> tuple[Outcome, str | None, str | None]:
+    """Where the file goes, why (if refused), and its hash (the document's: hashed once)."""
     with session_scope(settings.database_url) as session:
         doc = session.get(Document, doc_id)
-        if doc is not None and doc.status == DocumentStatus.FAILED:
-            return "failed", f"{doc.error_code}: {doc.error_message}"
-    return "processed", None
+        if doc is None:  # deleted meanwhile
+            return "processed", None, None
+        if doc.status == DocumentStatus.FAILED:
+            return "failed", f"{doc.error_code}: {doc.error_message}", doc.sha256
+        return "processed", None, doc.sha256
 
 
 def _finish(
@@ -299,9 +300,3 @@ def _note_scan(settings: Settings, source_id: int, error: str | None) -> None:
         row = session.get(Source, source_id)
         if row is not None:
             row.last_scan_at, row.last_error = utcnow(), error
-
-
-def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
-
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

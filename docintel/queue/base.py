@@ -41,6 +41,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
+# Celery retries of a task that met a database, broker or storage outage.
+TRANSIENT_RETRIES = 8
+
 Stage = Callable[..., list[FollowUp]]
 FailureHook = Callable[[StageContext, BaseException, tuple[Any, ...]], list[FollowUp]]
 
@@ -52,7 +55,7 @@ class StageTask(Task):
     retry_backoff = 2
     retry_backoff_max = 300
     retry_jitter = True
-    max_retries = 8
+    max_retries: int | None = TRANSIENT_RETRIES
 
 
 def run_stage(stage: Stage, *args: Any, on_failure: FailureHook | None = None) -> None:
@@ -73,7 +76,7 @@ def _run_stage(
             ctx = StageContext(session, settings, holder, held, retrying=retries > 0)
             staged = outbox.stage(session, stage(ctx, *args))
     except TRANSIENT_ERRORS as error:
-        if retries < StageTask.max_retries:
+        if retries < TRANSIENT_RETRIES:
             _release(settings, held)
             raise
         # The last retry: an "outage" this long is this work's own problem (a page

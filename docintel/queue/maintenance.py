@@ -16,12 +16,13 @@ import os
 import socket
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
 from docintel.db import session_scope
 from docintel.models import ClusterState, WorkerHeartbeat
+from docintel.models.base import as_utc
 from docintel.pipeline.context import StageContext
 from docintel.pipeline.leases import db_now, process_name
 from docintel.pipeline.sweeper import silent_after_s, sweep
@@ -95,9 +96,7 @@ def _webhook_grace(settings: Settings) -> timedelta:
 def _interval_passed(last: datetime | None, now: datetime, settings: Settings) -> bool:
     if last is None:
         return True
-    if last.tzinfo is None:
-        last = last.replace(tzinfo=UTC)  # SQLite keeps no time zone; we store UTC
-    return now - last >= timedelta(seconds=settings.sweep_interval_s)
+    return now - as_utc(last) >= timedelta(seconds=settings.sweep_interval_s)
 
 
 def _broker_lost(settings: Settings, epoch: str | None) -> bool:

@@ -11,7 +11,7 @@ from docintel.models import Document
 from docintel.pipeline import extract, finalize, ocr, page, split
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.queue.app import app
-from docintel.queue.base import TRANSIENT_ERRORS, StageTask, as_document_error, run_stage
+from docintel.queue.base import TRANSIENT_RETRIES, StageTask, as_document_error, run_stage
 from docintel.settings import get_settings
 from docintel.webhooks import delivery
 
@@ -69,15 +69,9 @@ def scan_sources_task() -> None:
     scan_all(get_settings())
 
 
-class WebhookTask(Task):
-    acks_late = True
-    reject_on_worker_lost = True
-    # The database or broker hiccuped; the receiver's failures are retried below.
-    autoretry_for = TRANSIENT_ERRORS
-    retry_backoff = 2
-    retry_backoff_max = 300
-    retry_jitter = True
-    retry_kwargs = {"max_retries": 8}  # noqa: RUF012 -- read by Celery, never mutated
+class WebhookTask(StageTask):
+    # The database or broker hiccuped: retried as a stage is (StageTask's backoff).
+    retry_kwargs = {"max_retries": TRANSIENT_RETRIES}  # noqa: RUF012 -- read by Celery
     # The receiver's failures: attempts are counted on the delivery row
     # (DOCINTEL_WEBHOOK_MAX_ATTEMPTS), across this task's retries and the sweep's re-sends.
     max_retries = None

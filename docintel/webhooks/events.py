@@ -17,13 +17,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from docintel.models import Document, DocumentStatus, Page, PageStatus
+from docintel.models import Document, DocumentStatus, PageStatus
 from docintel.models.webhooks import WebhookDelivery, WebhookStatus
 from docintel.pipeline.context import FollowUp
 from docintel.pipeline.leases import db_now
+from docintel.pipeline.progress import page_counts
 from docintel.settings import Settings
 
 DELIVER_TASK = "docintel.deliver_webhook"
@@ -72,13 +73,7 @@ def targets_of(settings: Settings, doc: Document) -> list[str]:
 
 
 def payload(session: Session, doc: Document, event: str, at: datetime) -> dict[str, Any]:
-    counts = dict(
-        session.execute(
-            select(Page.status, func.count())
-            .where(Page.document_id == doc.id)
-            .group_by(Page.status)
-        ).all()
-    )
+    counts = page_counts(session, doc.id)
     error = None
     if doc.error_code:
         error = {"code": doc.error_code, "message": doc.error_message}
@@ -92,8 +87,8 @@ def payload(session: Session, doc: Document, event: str, at: datetime) -> dict[s
             "status": doc.status.value,
             "source": doc.source,
             "page_count": doc.page_count,
-            "pages_done": counts.get(PageStatus.DONE, 0),
-            "pages_failed": counts.get(PageStatus.FAILED, 0),
+            "pages_done": counts[PageStatus.DONE],
+            "pages_failed": counts[PageStatus.FAILED],
             "error": error,
         },
         "links": {"document": link, "markdown": f"{link}/markdown", "job": f"{link}/job"},

@@ -6,7 +6,6 @@ written twice, or not at all, shows in the counts of line rows.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,18 +71,6 @@ def tally(settings: Settings, expected: dict[uuid.UUID, list[str]]) -> Tally:
                 else:
                     count.lost += 1
     return count
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.2
-) -> float:
-    """Seconds until ``condition`` held; fails the test after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"gave up after {timeout}s waiting for {what}")
-        time.sleep(poll)
-    return time.monotonic() - started
 
 
 def finished(settings: Settings, ids: list[uuid.UUID], pages: int = 0) -> Callable[[], bool]:

@@ -19,9 +19,9 @@ import pytest
 
 from docintel.service import submit
 from tests import services
-from tests.faults.audit import finished, make_batch, tally, wait_until
+from tests.faults.audit import finished, make_batch, tally
 from tests.faults.servers import S3Server, read_only
-from tests.runtime import apply_env, base_env, running_worker
+from tests.runtime import apply_env, base_env, running_worker, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
 

@@ -19,9 +19,9 @@ from docintel.db import session_scope
 from docintel.models import Page, PageStatus
 from docintel.service import progress, submit
 from tests import services
-from tests.faults.audit import finished, make_batch, tally, wait_until
+from tests.faults.audit import finished, make_batch, tally
 from tests.fixtures import documents as fx
-from tests.runtime import apply_env, base_env, running_worker
+from tests.runtime import apply_env, base_env, running_worker, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from tests import services
-from tests.faults.audit import finished, make_batch, tally, wait_until
+from tests.faults.audit import finished, make_batch, tally
 from tests.faults.servers import postgres_server
-from tests.runtime import apply_env, base_env, running_worker
+from tests.runtime import apply_env, base_env, running_worker, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
 

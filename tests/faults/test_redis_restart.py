@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 
 from docintel.db import session_scope
 from docintel.models import Document, Page, PageStatus
-from tests.faults.audit import make_batch, tally, wait_until
+from tests.faults.audit import make_batch, tally
 from tests.faults.servers import redis_server
-from tests.runtime import apply_env, base_env, running_worker
+from tests.runtime import apply_env, base_env, running_worker, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker]
 

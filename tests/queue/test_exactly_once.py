@@ -23,29 +23,17 @@ import pytest
 import redis
 from sqlalchemy import create_engine, func, select, text
 
-from docintel import migrate
 from docintel.db import session_scope
 from docintel.models import Document, Line, OutboxMessage, Page, PageStatus
 from docintel.service import progress, submit, wait
 from docintel.settings import Settings
 from tests import services
 from tests.fixtures import documents as fx
-from tests.runtime import WorkerProcess, apply_env, base_env, running_worker
+from tests.runtime import WorkerProcess, apply_env, base_env, running_worker, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.slow]
 
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
-
-
-@pytest.fixture
-def own_db() -> Iterator[str]:
-    services.require("PostgreSQL", services.PG_ADMIN_URL, 5432)
-    url = services.create_database(prefix="docintel_once")
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        services.drop_database(url)
 
 
 @pytest.fixture
@@ -56,15 +44,6 @@ def broker() -> Iterator[str]:
 
 def _env(tmp: Path, db: str, broker: str, **extra: str) -> dict[str, str]:
     return {**base_env(tmp, db, broker), **extra}
-
-
-def _wait_for(condition, timeout: float, what: str, poll: float = 0.05) -> float:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"gave up after {timeout}s waiting for {what}")
-        time.sleep(poll)
-    return time.monotonic() - started
 
 
 def _page_rows(settings: Settings, doc_id: uuid.UUID) -> list[Page]:
@@ -107,7 +86,7 @@ def test_a_paused_worker_cannot_overwrite_the_worker_that_took_over(
 
     with running_worker(env) as first:
         doc_id = submit(settings, path).document_id
-        _wait_for(lambda: _claimed(settings, doc_id, PageStatus.PENDING), 30, "the first claim")
+        wait_until(lambda: _claimed(settings, doc_id, PageStatus.PENDING), 30, "the first claim")
         first.pause()  # mid-render, holding the lease
         (held,) = _page_rows(settings, doc_id)
         try:
@@ -118,10 +97,10 @@ def test_a_paused_worker_cannot_overwrite_the_worker_that_took_over(
                     return page.claim_token not in (None, held.claim_token)
 
                 # The lease lapsed, the second worker took the page and renders it.
-                _wait_for(taken_over, 60, "the second worker to take the page over")
+                wait_until(taken_over, 60, "the second worker to take the page over")
                 first.resume()  # its render is over: it writes at once, while the page
                 # is held by the second worker and the document still processing
-                _wait_for(
+                wait_until(
                     lambda: b"dropped a stale result" in first.log_path.read_bytes(), 30, "drop"
                 )
                 (state,) = wait(settings, [doc_id], timeout_s=90)
@@ -161,7 +140,7 @@ def test_a_sweep_in_another_pid_namespace_leaves_a_live_lease_alone(
 
     with running_worker(env) as worker:
         doc_id = submit(settings, path).document_id
-        _wait_for(lambda: _claimed(settings, doc_id, PageStatus.OCR), 60, "the OCR claim")
+        wait_until(lambda: _claimed(settings, doc_id, PageStatus.OCR), 60, "the OCR claim")
         (held,) = _page_rows(settings, doc_id)
         for _ in range(3):
             swept = subprocess.run(
@@ -217,9 +196,9 @@ def test_cutting_a_claimers_connections_costs_no_lease_time(
     try:
         with running_worker(env) as worker:
             doc_id = submit(settings, path).document_id
-            _wait_for(lambda: _claimed(settings, doc_id, PageStatus.PENDING), 30, "the render")
+            wait_until(lambda: _claimed(settings, doc_id, PageStatus.PENDING), 30, "the render")
             cut_while_paused(worker)
-            _wait_for(lambda: _claimed(settings, doc_id, PageStatus.OCR), 30, "the OCR claim")
+            wait_until(lambda: _claimed(settings, doc_id, PageStatus.OCR), 30, "the OCR claim")
             cut_while_paused(worker)
             resumed = time.monotonic()
             (state,) = wait(settings, [doc_id], timeout_s=60)
@@ -299,7 +278,7 @@ def test_a_killed_worker_and_a_flushed_broker_lose_nothing_with_default_clocks(
                 ).all()
             return any(h and h.rsplit(":", 1)[-1] in victim_pids for h in holders)
 
-        _wait_for(victim_holds_a_lease, 60, "the victim to hold a page")
+        wait_until(victim_holds_a_lease, 60, "the victim to hold a page")
         finished_before = {
             p.id: _line_ids(settings, p.id)
             for doc_id in ids.values()
@@ -322,7 +301,7 @@ def test_a_killed_worker_and_a_flushed_broker_lose_nothing_with_default_clocks(
                         done_pages.add(p.id)
             return all(s.terminal for s in states)
 
-        recovered = _wait_for(all_terminal, 120, "every document to finish", poll=0.5)
+        recovered = wait_until(all_terminal, 120, "every document to finish", poll=0.5)
         print(f"\nrecovered {recovered:.1f}s after the kill and the flush")
         assert time.monotonic() - killed < 60, survivor.log()
     finally:
