@@ -33,10 +33,14 @@ from docintel.webhooks.events import due_deliveries
 log = logging.getLogger(__name__)
 
 
-def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
+def sweep_turn(
+    *, force: bool, settings: Settings | None = None, messages_lost: bool = False
+) -> int | None:
     """Sweep if it is this process's turn; the number of messages sent, None if skipped.
 
     ``force`` sweeps even if another process swept a moment ago (``docintel sweep``).
+    ``messages_lost``: this process knows messages may be gone (its broker connection
+    broke), so all waiting work is sent again, as for a broker that lost its data.
     """
     settings = settings or get_settings()
     with session_scope(settings.database_url) as session:
@@ -47,7 +51,7 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
         ).one()
         if not force and not _interval_passed(last_sweep_at, db_now(session), settings):
             return None  # cheap: no lock, no broker round trip on every worker's every tick
-    broker_lost = _broker_lost(settings, seen_epoch)
+    broker_lost = messages_lost or _broker_lost(settings, seen_epoch)
     new_epoch = None
     with session_scope(settings.database_url) as session:
         state = session.scalar(
@@ -64,7 +68,10 @@ def sweep_turn(*, force: bool, settings: Settings | None = None) -> int | None:
             new_epoch = str(uuid.uuid4())
             state.broker_epoch = new_epoch
             log.warning(
-                "the broker holds none of the messages sent so far (first sweep, or it "
+                "messages in flight were lost with a broken broker connection: "
+                "re-sending all waiting work"
+                if messages_lost
+                else "the broker holds none of the messages sent so far (first sweep, or it "
                 "restarted empty or was flushed): re-sending all waiting work"
             )
         follow_ups = sweep(StageContext(session, settings), broker_lost=broker_lost)

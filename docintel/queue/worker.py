@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+from celery import bootsteps
+
 from docintel.queue.app import app
 from docintel.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 def start_worker(
@@ -61,6 +68,37 @@ def _run_maintenance_beside(queues: list[str]) -> None:
 
     worker_ready.connect(start, weak=False)
     worker_shutdown.connect(stop, weak=False)
+    app.steps["consumer"].add(ResendAfterReconnect)
+
+
+class ResendAfterReconnect(bootsteps.StartStopStep):
+    """After the broker connection broke and came back, send all waiting work again.
+
+    A message the broker handed over as the connection died (popped from its list,
+    not yet in the unacked set) is gone, though the broker kept its data: nothing
+    else would notice before ``DOCINTEL_STUCK_AFTER_S``. Duplicates are harmless
+    (claims are fenced), and of several workers reconnecting at once only the first
+    sweep re-sends (a new broker epoch). Celery starts consumer steps again on each
+    reconnection.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)  # once consuming again
+
+    def start(self, c: Any) -> None:
+        if c.restart_count > 0:  # 0 on the first connection, counted up on each new one
+            threading.Thread(target=_resend_waiting, name="docintel-resend", daemon=True).start()
+
+
+def _resend_waiting() -> None:
+    from docintel.queue.maintenance import sweep_turn
+
+    for _ in range(30):  # another process may hold the sweep this very moment
+        try:
+            if sweep_turn(force=True, messages_lost=True) is not None:
+                return
+        except Exception:
+            log.warning("re-sending after a reconnection failed; trying again", exc_info=True)
+        time.sleep(1)
 
 
 def usable_cpus() -> int:
