@@ -159,3 +159,16 @@ def test_list_search_and_delete_from_the_command_line(tmp_path: Path) -> None:
         "beta.pdf"
     ]
     assert "no document 'alpha.pdf'" in _one_line(_docintel(tmp_path, "delete", "alpha.pdf"))
+
+
+def test_an_engine_nobody_registered_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    pdf = fx.make_text_pdf(tmp_path / "a.pdf", ["Engines"])
+    result = _docintel(
+        tmp_path, "process", str(pdf), "--out", str(tmp_path / "out"), "--ocr-engine", "tesseract"
+    )
+    assert _one_line(result) == "docintel: --ocr-engine must be one of florence2, rapidocr"
+    result = _docintel(
+        tmp_path, "process", str(pdf), "--out", str(tmp_path / "out"), "--table-engine", "os:system"
+    )
+    assert _one_line(result).startswith("docintel: --table-engine must be one of cpu-tables")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "state").exists()

@@ -12,11 +12,20 @@ from typing import Any
 from docintel.api.problems import Problem
 from docintel.document.page_ranges import parse_page_range
 from docintel.models import Document
+from docintel.pipeline.routing import ENGINE_OPTIONS, engine_choice_error
 from docintel.settings import get_settings
 from docintel.webhooks.targets import TargetRefused, check_url, resolve
 
 # password: encrypted by service.accept() before the document is stored
-OPTION_FIELDS = {"ocr_mode", "dpi", "tables", "pages", "password", "webhook_url"}
+OPTION_FIELDS = {
+    "ocr_mode",
+    "dpi",
+    "tables",
+    "pages",
+    "password",
+    "webhook_url",
+    *ENGINE_OPTIONS.values(),
+}
 OCR_MODES = ("auto", "always", "never")
 
 
@@ -61,6 +70,8 @@ def checked_options(options: dict[str, Any]) -> dict[str, Any]:
         raise Problem(400, "bad options", "password must be a string")
     if "webhook_url" in options:
         check_webhook_url(options["webhook_url"])
+    if (engines := engine_choice_error(options)) is not None:
+        raise Problem(400, "bad options", engines)
     unknown = set(options) - OPTION_FIELDS
     if unknown:
         raise Problem(400, "bad options", f"unknown options: {', '.join(sorted(unknown))}")

@@ -18,7 +18,7 @@ class ConsumerWatch:
     """Says, within seconds, when no live worker consumes a queue this run needs, and
     again when one does. Otherwise a forgotten ``docintel worker`` looks like a slow one.
 
-    ``cpu`` is always needed; the OCR engine's queue once a page waits for OCR.
+    ``cpu`` is always needed; another queue once a page waits on it (for a GPU model).
     """
 
     GRACE_S = 3.0  # a worker started together with this command needs a moment to report in
@@ -50,12 +50,7 @@ class ConsumerWatch:
         self.missing = missing
 
     def _needed(self, state: list[Progress]) -> set[str]:
-        from docintel.pipeline.page import ocr_queue
-
-        queue = ocr_queue(self.settings.ocr_engine)
-        if queue == "cpu" or not _waiting_for_ocr(self.settings, [p.document_id for p in state]):
-            return {"cpu"}
-        return {"cpu", queue}
+        return {"cpu"} | _waiting_on(self.settings, [p.document_id for p in state])
 
     def _consumers(self, queue: str) -> int:
         from docintel.queue.maintenance import live_consumers
@@ -63,11 +58,17 @@ class ConsumerWatch:
         return live_consumers(self.settings, queue)
 
 
-def _waiting_for_ocr(settings: Settings, ids: list[uuid.UUID]) -> bool:
+def _waiting_on(settings: Settings, ids: list[uuid.UUID]) -> set[str]:
+    """The queues these documents' pages wait on for OCR or extraction."""
     from sqlalchemy import select
 
     from docintel.models import Page, PageStatus
+    from docintel.pipeline.routing import default_queue
 
+    waiting = (PageStatus.OCR, PageStatus.EXTRACT)
     with session_scope(settings.database_url) as session:
-        query = select(Page.id).where(Page.document_id.in_(ids), Page.status == PageStatus.OCR)
-        return session.scalar(query.limit(1)) is not None
+        query = select(Page.status, Page.queue).where(
+            Page.document_id.in_(ids), Page.status.in_(waiting)
+        )
+        rows = session.execute(query.distinct()).all()
+    return {queue or default_queue(settings, status) for status, queue in rows}

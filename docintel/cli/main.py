@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -105,6 +105,15 @@ def process(
         str | None,
         typer.Option(help="Only these pages, e.g. 1-3,7,10- (default: all)"),
     ] = None,
+    ocr_engine: Annotated[
+        str | None, typer.Option(help="OCR engine for these files: rapidocr, florence2")
+    ] = None,
+    table_engine: Annotated[
+        str | None, typer.Option(help="Table engine for these files: cpu-tables, phi35v, vlm, none")
+    ] = None,
+    chart_engine: Annotated[
+        str | None, typer.Option(help="Chart engine for these files: phi35v, vlm, none")
+    ] = None,
     password: Annotated[
         str | None,
         typer.Option(
@@ -145,7 +154,6 @@ def process(
 
     if ask_password:
         password = typer.prompt("PDF password", hide_input=True, err=True)
-    settings = _ready_settings()
     if pages is not None:
         _check_page_range(pages)
     chosen = {
@@ -154,8 +162,13 @@ def process(
         "tables": tables,
         "pages": pages,
         "password": password or None,
+        "ocr_engine": ocr_engine,
+        "table_engine": table_engine,
+        "chart_engine": chart_engine,
     }
     options = {k: v for k, v in chosen.items() if v is not None}
+    _check_engines(options)
+    settings = _ready_settings()  # after the checks: a refused command leaves no state behind
     code = run_process(
         settings,
         files,
@@ -268,6 +281,13 @@ def _check_page_range(pages: str) -> None:
         parse_page_range(pages)
     except ValueError as error:
         _fail(f"--pages: {error}")
+
+
+def _check_engines(options: dict[str, Any]) -> None:
+    from docintel.pipeline.routing import engine_choice_error
+
+    if (error := engine_choice_error(options)) is not None:
+        _fail(f"--{error.replace('_', '-')}")
 
 
 def _fail(message: str) -> NoReturn:

@@ -90,6 +90,9 @@ def describe_options(options: dict[str, Any]) -> str:
         words.append(f"--dpi {shown.pop('dpi')}")
     if "tables" in shown:
         words.append("--tables" if shown.pop("tables") else "--no-tables")
+    for option in ("ocr_engine", "table_engine", "chart_engine"):
+        if option in shown:
+            words.append(f"--{option.replace('_', '-')} {shown.pop(option)}")
     words += [f"{key}={value}" for key, value in sorted(shown.items())]  # set through the API
     if has_password(options):
         words.append("a password")

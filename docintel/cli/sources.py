@@ -25,6 +25,9 @@ def add(
     ocr_mode: Annotated[OcrMode | None, typer.Option(help="auto | always | never")] = None,
     dpi: Annotated[int | None, typer.Option(help="Render resolution")] = None,
     tables: Annotated[bool | None, typer.Option("--tables/--no-tables")] = None,
+    ocr_engine: Annotated[str | None, typer.Option(help="OCR engine for its files")] = None,
+    table_engine: Annotated[str | None, typer.Option(help="Table engine for its files")] = None,
+    chart_engine: Annotated[str | None, typer.Option(help="Chart engine for its files")] = None,
     replace: Annotated[bool, typer.Option(help="Change the source of that name")] = False,
 ) -> None:
     """Add a source. A file is taken once two scans saw it unchanged, then filed away:
@@ -32,7 +35,14 @@ def add(
     from docintel.cli.main import _database, _fail
     from docintel.ingestion.catalog import SourceError, SourceSpec, add_source
 
-    chosen: dict[str, Any] = {"ocr_mode": ocr_mode, "dpi": dpi, "tables": tables}
+    chosen: dict[str, Any] = {
+        "ocr_mode": ocr_mode,
+        "dpi": dpi,
+        "tables": tables,
+        "ocr_engine": ocr_engine,
+        "table_engine": table_engine,
+        "chart_engine": chart_engine,
+    }
     options = {k: v for k, v in chosen.items() if v is not None}
     if settle_s:
         options["settle_s"] = settle_s

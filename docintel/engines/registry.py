@@ -68,6 +68,11 @@ def available_ocr_engines() -> list[str]:
     return sorted(_OCR_FACTORIES)
 
 
+def available_extraction_engines() -> list[str]:
+    """Registered extraction engines, and ``none`` (regions stored unread)."""
+    return sorted({*_EXTRACTION_FACTORIES, NO_EXTRACTION})
+
+
 def _resolve(table: dict[str, str], name: str, kind: str) -> Factory:
     # "package.module:factory" names an engine of one's own without registering it.
     try:
@@ -101,10 +106,8 @@ def _get(kind: str, table: dict[str, str], config: EngineConfig) -> Any:
         engine = _cache.get(key)
         if engine is not None:
             return engine
-        # Engines of every kind built from another config go first: an OCR engine
-        # and a detector share one set of weights, and a worker must never hold the
-        # old set beside the new one until the other kind happens to be asked for.
-        # The extraction engines are other models: they stay beside the page model.
+        # Other configs of this engine go first, of every kind that shares its weights:
+        # a worker must never hold the old set beside the new one.
         stale = [k for k in _cache if k[1] != config and _replaces(kind, config, k)]
         for k in stale:
             _release(_cache.pop(k))
@@ -116,14 +119,13 @@ def _get(kind: str, table: dict[str, str], config: EngineConfig) -> Any:
 def _replaces(kind: str, config: EngineConfig, cached: tuple[str, EngineConfig]) -> bool:
     """Whether building ``config`` for ``kind`` drops the ``cached`` engine.
 
-    A page has one OCR model at a time. Regions may have one engine per kind
-    (the CPU reader for tables beside a model for charts): evicting one for the
-    other would reload them in turn on every task, so only another config of
-    the same extraction engine replaces it.
+    Another config of the same engine replaces it (an OCR model and its detector
+    share one set of weights, so either kind replaces both). Different engines
+    stay side by side: documents choose their own (rapidocr for one, florence2
+    for the next; the CPU reader for tables beside a model for charts), and
+    evicting one for the other would reload them in turn on every task.
     """
-    if _SLOT[cached[0]] != _SLOT[kind]:
-        return False
-    return _SLOT[kind] == "page" or cached[1].name == config.name
+    return _SLOT[cached[0]] == _SLOT[kind] and cached[1].name == config.name
 
 
 def get_ocr_engine(config: EngineConfig) -> OcrEngine:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from docintel.ingestion.inboxes import folder_path, source_kind
 from docintel.models import Source
+from docintel.pipeline.routing import engine_choice_error
 
 # Per-source options that steer the scan; every other option goes to the documents.
 SCAN_OPTIONS = frozenset({"settle_s"})
@@ -36,6 +37,8 @@ class SourceSpec:
 
 def add_source(session: Session, spec: SourceSpec, *, replace: bool = False) -> Source:
     uri = _normalised(spec.uri)
+    if (engines := engine_choice_error(spec.document_options)) is not None:
+        raise SourceError(f"source {spec.name!r}: {engines}")
     row = session.scalar(select(Source).where(Source.name == spec.name))
     if row is not None and not replace:
         raise SourceError(f"a source named {spec.name!r} exists ({row.uri})")

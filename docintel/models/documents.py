@@ -142,6 +142,9 @@ class Page(Base):
     claimed_at: Mapped[datetime | None]
     # "host:pid" of the holder, for people reading the table; nothing decides by it.
     claimed_by: Mapped[str | None] = mapped_column(String(128))
+    # While it waits for OCR or extraction: the queue whose workers run the engines it
+    # needs (docintel.pipeline.routing); a batch task claims only pages of its queue.
+    queue: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
     document: Mapped[Document] = relationship(back_populates="pages")

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from docintel.engines.base import EngineConfig, frozen_options
 from docintel.models import PageStatus
-from docintel.pipeline.leases import Lease, claim, claim_batch, hold_here
+from docintel.pipeline.leases import Lease, QueueFilter, claim, claim_batch, hold_here
+from docintel.pipeline.routing import batch_size, default_queue
 from docintel.settings import Settings
 from docintel.storage import BlobStore, open_store
 
@@ -48,8 +48,14 @@ class StageContext:
     def claim(self, page_ids: list[int], status: PageStatus) -> Lease | None:
         return self._hold(claim(self.session, page_ids, status, **self._claim_terms()))
 
-    def claim_batch(self, status: PageStatus, limit: int) -> Lease | None:
-        return self._hold(claim_batch(self.session, status, limit, **self._claim_terms()))
+    def claim_batch(self, status: PageStatus, queue: str) -> Lease | None:
+        """Up to a batch of the pages waiting in ``status`` on ``queue``."""
+        limit = batch_size(self.settings, status, queue)
+        on = self.queue_filter(status, queue)
+        return self._hold(claim_batch(self.session, status, limit, on=on, **self._claim_terms()))
+
+    def queue_filter(self, status: PageStatus, queue: str) -> QueueFilter:
+        return QueueFilter(queue, unrouted=queue == default_queue(self.settings, status))
 
     def _claim_terms(self) -> dict[str, Any]:
         return {
@@ -82,15 +88,3 @@ def store_for(settings: Settings) -> BlobStore:
 @lru_cache(maxsize=4)
 def _store(url: str, endpoint: str | None, region: str | None) -> BlobStore:
     return open_store(url, s3_endpoint_url=endpoint, s3_region=region)
-
-
-def ocr_engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(
-        name=settings.ocr_engine,
-        model=settings.ocr_model,
-        device=settings.device,
-        dtype=settings.dtype,
-        batch_size=settings.ocr_batch_size,
-        threads=settings.ocr_threads,
-        options=frozen_options(settings.ocr_options),
-    )

@@ -1,9 +1,10 @@
 """Extraction stage: read the tables and charts found on pages into data.
 
 Like OCR, the database is the queue: an ``extract_batch`` task claims pages
-waiting in ``extract`` (one on the CPU, a batch for a GPU model), crops their
-regions out of the stored page images, gives the engine the crops with the
-lines inside them, and writes each region's result. The page then gets its
+waiting in ``extract`` on its queue (one on the CPU, a batch for a GPU model),
+crops their regions out of the stored page images, gives each engine the crops
+of its regions (the engines their documents chose) with the lines inside them,
+and writes each region's result. The page then gets its
 text and Markdown again with every table in its place, and is done.
 
 An extraction that fails is recorded on its region (``failed``, the error and
@@ -27,14 +28,16 @@ from docintel.document.reading_order import Block, compose_page
 from docintel.document.table_finder import CROP_MARGIN, centre_in, crop_region
 from docintel.document.tables import Table
 from docintel.engines.base import EngineError, ExtractionEngine, RegionInput, RegionResult
-from docintel.engines.registry import get_extraction_engine
+from docintel.engines.registry import NO_EXTRACTION, get_extraction_engine
 from docintel.geometry import BBox, RegionKind, TextLine
 from docintel.models import Extraction, ExtractionStatus, Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.leases import Lease, LeaseKeeper, work_waiting, write_held
+from docintel.pipeline.leases import Lease, LeaseKeeper, release, work_waiting, write_held
+from docintel.pipeline.page import extract_wake_up
 from docintel.pipeline.page_results import with_timing
 from docintel.pipeline.progress import record_progress
-from docintel.pipeline.regions import extract_batch_size, extract_queue, extraction_config
+from docintel.pipeline.routing import default_queue, extraction_config, extraction_engine_for
+from docintel.settings import Settings
 from docintel.storage import BlobNotFound
 
 log = logging.getLogger(__name__)
@@ -59,56 +62,75 @@ class _PageWork:
     regions: tuple[_Region, ...]
     timings: dict[str, Any]
     text_layer: bool  # the lines are the PDF's own text, with boxes that fit it
+    engines: dict[RegionKind, str]  # which engine reads each kind (its document's choice)
+
+    def needs(self) -> set[str]:
+        return {self.engines[region.kind] for region in self.regions} - {NO_EXTRACTION}
 
 
-def extract_batch(ctx: StageContext) -> list[FollowUp]:
+# An engine ready to run; or why it cannot run at all (its regions fail with it);
+# or None: this host cannot load it, another worker may (its pages are given back).
+_Loaded = ExtractionEngine | str | None
+
+
+def extract_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
     session, settings = ctx.session, ctx.settings
-    engines = _engines(ctx)
-    lease = ctx.claim_batch(PageStatus.EXTRACT, extract_batch_size(settings))
+    queue = queue or default_queue(settings, PageStatus.EXTRACT)  # an older version's message
+    lease = ctx.claim_batch(PageStatus.EXTRACT, queue)
     if lease is None:
         return []
-    work = _read_work(session, lease)
+    work = _read_work(session, settings, lease)
     follow_ups = [FollowUp("docintel.finalize", (str(d),)) for d in {w.document_id for w in work}]
-    if work_waiting(session, PageStatus.EXTRACT):
+    if work_waiting(session, PageStatus.EXTRACT, ctx.queue_filter(PageStatus.EXTRACT, queue)):
         # Pass the baton, as OCR does: a lost wake-up must not strand a page.
-        follow_ups.append(FollowUp("docintel.extract_batch", (), queue=extract_queue(settings)))
+        follow_ups.append(extract_wake_up(queue))
     session.expunge_all()
     session.commit()  # no transaction stays open over the slow part
 
     with LeaseKeeper(settings, lease):
+        # Loaded under the lease's heartbeat: a model slower to load than a lease
+        # lasts keeps its pages. Each engine loads once per process (the registry).
+        engines = _load(ctx.settings, set().union(*(w.needs() for w in work)))
+        unloadable = {w.page_id for w in work if any(engines[n] is None for n in w.needs())}
+        work = [w for w in work if w.page_id not in unloadable]
         started = time.perf_counter()
         results = _extract_pages(ctx, engines, work)
         ctx.injected_delay("extract")
         per_page = (time.perf_counter() - started) / max(len(work), 1)
 
-    names = {kind: engine.name if engine else "none" for kind, engine in engines.items()}
+    # Rows name the engine as it names itself (a "module:factory" target has a name).
+    labels = {n: e.name for n, e in engines.items() if e is not None and not isinstance(e, str)}
     for page in work:
-        _write_page(session, lease, page, results.get(page.page_id, {}), per_page, names)
+        _write_page(session, lease, page, results.get(page.page_id, {}), per_page, labels)
+    if unloadable:
+        release(session, Lease(lease.token, tuple(sorted(unloadable)), lease.status))
     for document_id in sorted({w.document_id for w in work}):
         record_progress(session, document_id)
     return follow_ups
 
 
-def _engines(ctx: StageContext) -> dict[RegionKind, ExtractionEngine | None]:
-    """The engine for each kind, loaded before claiming (a slow load must not cost leases)."""
-    engines: dict[RegionKind, ExtractionEngine | None] = {}
-    for kind in ("table", "chart"):
-        config = extraction_config(ctx.settings, kind)
+def _load(settings: Settings, names: set[str]) -> dict[str, _Loaded]:
+    loaded: dict[str, _Loaded] = {}
+    for name in sorted(names):
+        config = extraction_config(settings, name)
+        assert config is not None  # "none" needs no engine
         try:
-            engines[kind] = None if config is None else get_extraction_engine(config)
-        except EngineError:
-            # A configuration no worker can run: claimed only to be failed by the task
-            # layer's permanent-error path, or the pages would wait forever.
-            ctx.claim_batch(PageStatus.EXTRACT, extract_batch_size(ctx.settings))
-            raise
-    return engines
+            loaded[name] = get_extraction_engine(config)
+        except EngineError as error:
+            loaded[name] = str(error)  # a configuration no worker can run
+        except Exception:
+            log.exception("cannot load the %s extraction engine; its pages are given back", name)
+            loaded[name] = None
+    return loaded
 
 
-def _read_work(session: Session, lease: Lease) -> list[_PageWork]:
+def _read_work(session: Session, settings: Settings, lease: Lease) -> list[_PageWork]:
     pages = session.scalars(
         select(Page)
         .where(Page.id.in_(lease.page_ids))
-        .options(selectinload(Page.lines), selectinload(Page.extractions))
+        .options(
+            selectinload(Page.lines), selectinload(Page.extractions), selectinload(Page.document)
+        )
         .order_by(Page.id)
     )
     work: list[_PageWork] = []
@@ -132,28 +154,34 @@ def _read_work(session: Session, lease: Lease) -> list[_PageWork]:
                 regions,
                 dict(page.timings or {}),
                 page.text_source == TextSource.NATIVE,
+                {
+                    kind: extraction_engine_for(settings, page.document.options, kind)
+                    for kind in ("table", "chart")
+                },
             )
         )
     return work
 
 
 def _extract_pages(
-    ctx: StageContext,
-    engines: dict[RegionKind, ExtractionEngine | None],
-    work: Sequence[_PageWork],
+    ctx: StageContext, engines: dict[str, _Loaded], work: Sequence[_PageWork]
 ) -> dict[int, dict[int, RegionResult]]:
     """Each page's results by extraction id; every region gets one, whatever fails."""
     results: dict[int, dict[int, RegionResult]] = {}
-    batches: dict[RegionKind, list[tuple[int, int, RegionInput]]] = {"table": [], "chart": []}
+    batches: dict[str, list[tuple[int, int, RegionInput]]] = {}
     for page in work:
         page_results = results.setdefault(page.page_id, {})
         image = _load_image(ctx, page)
         for region in page.regions:
-            engine = engines.get(region.kind)
-            if engine is None:
+            name = page.engines[region.kind]
+            engine = engines.get(name)
+            if name == NO_EXTRACTION:
                 page_results[region.extraction_id] = RegionResult(
                     "no_engine", title=_title(page.lines, region.bbox)
                 )
+                continue
+            if isinstance(engine, str):
+                page_results[region.extraction_id] = RegionResult("failed", error=engine)
                 continue
             if isinstance(image, str):
                 page_results[region.extraction_id] = RegionResult("failed", error=image)
@@ -162,11 +190,10 @@ def _extract_pages(
             if isinstance(crop, str):
                 page_results[region.extraction_id] = RegionResult("failed", error=crop)
                 continue
-            batches[region.kind].append((page.page_id, region.extraction_id, crop))
-    for kind, batch in batches.items():
-        engine = engines.get(kind)
-        if not batch or engine is None:
-            continue
+            batches.setdefault(name, []).append((page.page_id, region.extraction_id, crop))
+    for name, batch in batches.items():
+        engine = engines[name]
+        assert engine is not None and not isinstance(engine, str)  # sorted out above
         outputs = _run_isolating_failures(engine, [item for _, _, item in batch])
         for (page_id, extraction_id, _), output in zip(batch, outputs, strict=True):
             results[page_id][extraction_id] = output
@@ -237,7 +264,7 @@ def _write_page(
     page: _PageWork,
     results: dict[int, RegionResult],
     seconds: float,
-    names: dict[RegionKind, str],
+    labels: dict[str, str],
 ) -> None:
     blocks: list[Block] = []
     rows: list[tuple[int, dict[str, Any]]] = []
@@ -246,7 +273,8 @@ def _write_page(
             "failed", error="no result from the engine"
         )
         values, block = _stored(region, result)
-        values["engine"] = names.get(region.kind, "none")
+        name = page.engines[region.kind]
+        values["engine"] = labels.get(name, name)
         rows.append((region.extraction_id, values))
         if block is not None:
             blocks.append(block)

@@ -159,18 +159,32 @@ def claim(
     return Lease(token, tuple(sorted(taken)), status) if taken else None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    """The pages a batch task of one queue may take: those waiting on ``queue``, and
+    with ``unrouted`` also those that recorded none (an older version left them)."""
+
+    queue: str
+    unrouted: bool = False
+
+    def clause(self) -> Any:
+        mine = Page.queue == self.queue
+        return or_(mine, Page.queue.is_(None)) if self.unrouted else mine
+
+
 def claim_batch(
     session: Session,
     status: PageStatus,
     limit: int,
     *,
+    on: QueueFilter,
     holder: str,
     lease_s: int,
     max_attempts: int,
     retrying: bool = False,
 ) -> Lease | None:
-    """Up to ``limit`` pages waiting in ``status`` (OCR, extraction), oldest first, from
-    any live document.
+    """Up to ``limit`` pages waiting in ``status`` (OCR, extraction) on one queue, oldest
+    first, from any live document.
 
     A page that already cost an attempt (its batch's process died, or hung) goes
     alone: if it is the one that kills workers, it must not take healthy
@@ -181,6 +195,7 @@ def claim_batch(
         select(Page.id, Page.attempts)
         .where(
             Page.status == status,
+            on.clause(),
             Page.document_id.in_(_live_documents()),
             _claimable(holder, now, max_attempts),
         )
@@ -202,10 +217,11 @@ def claim_batch(
     )
 
 
-def work_waiting(session: Session, status: PageStatus) -> bool:
-    """Whether any page of a live document waits, unclaimed, in ``status``."""
+def work_waiting(session: Session, status: PageStatus, on: QueueFilter) -> bool:
+    """Whether any page of a live document waits, unclaimed, in ``status`` on a queue."""
     query = select(Page.id).where(
         Page.status == status,
+        on.clause(),
         Page.claim_token.is_(None),
         Page.document_id.in_(_live_documents()),
     )

@@ -1,9 +1,11 @@
 """OCR stage: claim a batch of rendered pages, recognize them together, write the lines.
 
 Messages are only wake-ups; the database is the queue. Each ``ocr_batch`` task
-claims up to a batch of pages waiting for OCR, from any document, so a GPU
-stays busy across many small documents. The claim is a lease, renewed while
-the batch runs; each page's result is written only if the lease still holds it.
+claims up to a batch of the pages waiting for OCR on its queue, from any
+document, so a GPU stays busy across many small documents; pages whose
+documents chose different engines are read by each engine in turn. The claim
+is a lease, renewed while the batch runs; each page's result is written only
+if the lease still holds it.
 """
 
 from __future__ import annotations
@@ -20,77 +22,90 @@ from sqlalchemy.orm import Session
 
 from docintel.document.sources import PIL_DECODE_ERRORS
 from docintel.engines.base import EngineError, OcrEngine
-from docintel.engines.registry import (
-    GPU_ENGINES,
-    get_ocr_engine,
-    get_region_detector,
-    has_region_detector,
-)
+from docintel.engines.registry import get_ocr_engine, get_region_detector, has_region_detector
 from docintel.errors import DocumentError, ErrorCode
 from docintel.geometry import Region, TextLine
 from docintel.models import Page, PageStatus, TextSource
-from docintel.pipeline.context import FollowUp, StageContext, ocr_engine_config
-from docintel.pipeline.leases import LeaseKeeper, work_waiting
-from docintel.pipeline.page import ocr_queue
+from docintel.pipeline.context import FollowUp, StageContext
+from docintel.pipeline.leases import Lease, LeaseKeeper, release, work_waiting
+from docintel.pipeline.page import extract_wake_up, ocr_wake_up
 from docintel.pipeline.page_results import (
     fail_held_page,
     finish_page,
     with_timing,
 )
 from docintel.pipeline.progress import record_progress
-from docintel.pipeline.regions import extract_queue, find_page_regions, regions_wanted
-from docintel.settings import Settings
+from docintel.pipeline.regions import find_page_regions, regions_wanted
+from docintel.pipeline.routing import (
+    default_queue,
+    engine_queue,
+    extract_queue,
+    ocr_engine_config,
+    ocr_engine_for,
+)
 from docintel.storage import BlobNotFound
 
 log = logging.getLogger(__name__)
 
 
-def ocr_batch(ctx: StageContext) -> list[FollowUp]:
+def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
     session, settings = ctx.session, ctx.settings
-    config = ocr_engine_config(settings)
-    # Loaded (once per process) before claiming: a model that takes longer to load
-    # than a lease lasts must not lose the pages it is loaded for.
-    try:
-        engine = get_ocr_engine(config)
-    except EngineError:
-        # A configuration no worker can run (an unknown engine, bad options): claimed
-        # only to be failed by the task layer, or the pages would wait forever. Other
-        # load failures (a driver, memory, a missing file on one host) may be this
-        # worker's alone: the pages wait for another worker, or for the fix.
-        ctx.claim_batch(PageStatus.OCR, ocr_batch_size(settings))
-        raise
-    lease = ctx.claim_batch(PageStatus.OCR, ocr_batch_size(settings))
+    queue = queue or default_queue(settings, PageStatus.OCR)  # a message of an older version
+    if engine_queue(settings.ocr_engine) == queue:
+        # The configured engine is loaded (once per process) before claiming: a model
+        # that takes longer to load than a lease lasts must not lose the pages it is
+        # loaded for. Engines a document chose load under the lease's heartbeat.
+        try:
+            get_ocr_engine(ocr_engine_config(settings))
+        except EngineError:
+            # A configuration no worker can run (an unknown engine, bad options):
+            # claimed only to be failed by the task layer, or the pages would wait
+            # forever. Other load failures (a driver, memory, a missing file on one
+            # host) may be this worker's alone: the pages wait for another worker.
+            ctx.claim_batch(PageStatus.OCR, queue)
+            raise
+    lease = ctx.claim_batch(PageStatus.OCR, queue)
     if lease is None:
         return []
     claimed = list(
         session.scalars(select(Page).where(Page.id.in_(lease.page_ids)).order_by(Page.id))
     )
-    wanted = {p.id: regions_wanted(settings, p.document.options) for p in claimed}
+    options = {p.id: dict(p.document.options) for p in claimed}
     follow_ups = [
         FollowUp("docintel.finalize", (str(doc_id),)) for doc_id in {p.document_id for p in claimed}
     ]
-    if work_waiting(session, PageStatus.OCR):
+    if work_waiting(session, PageStatus.OCR, ctx.queue_filter(PageStatus.OCR, queue)):
         # Wake-ups are only hints, and one lost (a worker killed between taking the
         # message and claiming) would strand a page until the sweeper's timeout. A
         # batch that found work and sees more waiting passes the baton on.
-        follow_ups.append(FollowUp("docintel.ocr_batch", (), queue=ocr_queue(settings.ocr_engine)))
+        follow_ups.append(ocr_wake_up(queue))
     # Read-only from here, and no transaction open over the slow part.
     session.expunge_all()
     session.commit()
 
+    by_engine: dict[str, list[Page]] = {}
+    for page in claimed:
+        by_engine.setdefault(ocr_engine_for(settings, options[page.id]), []).append(page)
+    outcomes: dict[int, _Outcome | None] = {}
     with LeaseKeeper(settings, lease):
-        outcomes = _read_pages(ctx, engine, claimed, wanted)
+        for name, pages in by_engine.items():
+            wanted = {p.id: regions_wanted(settings, options[p.id]) for p in pages}
+            outcomes.update(_read_with(ctx, name, pages, wanted))
 
-    extracting = False
-    for page, outcome in zip(claimed, outcomes, strict=True):
+    extract_queues: set[str] = set()
+    for page in claimed:
+        outcome = outcomes[page.id]
+        if outcome is None:
+            continue  # its engine cannot load here: given back below
         if isinstance(outcome, DocumentError):
             fail_held_page(session, lease, page.id, outcome)
             continue
-        lines, found, seconds = outcome
+        lines, found, seconds, name = outcome
         values = {"timings": with_timing(page.timings, "ocr", seconds)}
         if found is not None:
             values["timings"] = with_timing(values["timings"], "detect", found.seconds)
         regions = found.regions if found is not None else []
+        waits_on = extract_queue(settings, options[page.id], [r.kind for r in regions])
         if (
             finish_page(
                 session,
@@ -99,18 +114,38 @@ def ocr_batch(ctx: StageContext) -> list[FollowUp]:
                 lines,
                 size=(page.width or 0, page.height or 0),
                 source=TextSource.OCR,
-                engine=config.name,
+                engine=name,
                 values=values,
                 regions=regions,
                 region_engine=found.engine if found is not None else "",
+                extract_queue=waits_on,
             )
             and regions
         ):
-            extracting = True
-    if extracting:
-        follow_ups.append(FollowUp("docintel.extract_batch", (), queue=extract_queue(settings)))
+            extract_queues.add(waits_on)
+    unread = tuple(page_id for page_id, outcome in outcomes.items() if outcome is None)
+    if unread:
+        release(session, Lease(lease.token, unread, lease.status))
+    follow_ups.extend(extract_wake_up(q) for q in sorted(extract_queues))
     _record_progress(session, claimed)
     return follow_ups
+
+
+def _read_with(
+    ctx: StageContext, name: str, pages: Sequence[Page], wanted: dict[int, bool]
+) -> dict[int, _Outcome | None]:
+    """The pages read by engine ``name``; None for each if it cannot load on this host."""
+    try:
+        engine = get_ocr_engine(ocr_engine_config(ctx.settings, name))
+    except EngineError as error:
+        failed = DocumentError(ErrorCode.OCR_FAILED, f"the {name} OCR engine cannot run: {error}")
+        return {p.id: failed for p in pages}
+    except Exception:
+        # A driver, memory or package this host lacks: another worker may have them.
+        log.exception("cannot load the %s OCR engine; its pages are given back", name)
+        return {p.id: None for p in pages}
+    outcomes = _read_pages(ctx, engine, name, pages, wanted)
+    return {p.id: o for p, o in zip(pages, outcomes, strict=True)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +157,16 @@ class _Found:
     seconds: float
 
 
-_Outcome = tuple[list[TextLine], _Found | None, float] | DocumentError
+# A page's lines, its regions, its share of the batch's seconds, the engine; or its error.
+_Outcome = tuple[list[TextLine], _Found | None, float, str] | DocumentError
 
 
 def _read_pages(
-    ctx: StageContext, engine: OcrEngine, pages: Sequence[Page], wanted: dict[int, bool]
+    ctx: StageContext,
+    engine: OcrEngine,
+    name: str,
+    pages: Sequence[Page],
+    wanted: dict[int, bool],
 ) -> list[_Outcome]:
     """Recognize (and detect regions on) the pages that load; a failure costs one page."""
     # A page whose image is gone or unreadable fails alone: the batch holds pages
@@ -136,7 +176,7 @@ def _read_pages(
     images: list[Image.Image] = []
     for n, page in enumerate(pages):
         loaded = _load_image(ctx, page)
-        outcomes.append(loaded if isinstance(loaded, DocumentError) else ([], None, 0.0))
+        outcomes.append(loaded if isinstance(loaded, DocumentError) else ([], None, 0.0, name))
         if not isinstance(loaded, DocumentError):
             readable.append(n)
             images.append(loaded)
@@ -148,13 +188,13 @@ def _read_pages(
     ctx.injected_delay("ocr")
     per_page = (time.perf_counter() - started) / len(images)
     detect = [k for k, n in enumerate(readable) if wanted.get(pages[n].id, False)]
-    found = _find_regions(ctx, [images[k] for k in detect], [results[k] for k in detect])
+    found = _find_regions(ctx, name, [images[k] for k in detect], [results[k] for k in detect])
     regions = dict(zip(detect, found, strict=True))
     for k, (n, result) in enumerate(zip(readable, results, strict=True)):
         if isinstance(result, DocumentError):
             outcomes[n] = result
         else:
-            outcomes[n] = (list(result), regions.get(k), per_page)
+            outcomes[n] = (list(result), regions.get(k), per_page, name)
     return outcomes
 
 
@@ -165,25 +205,21 @@ def _record_progress(session: Session, pages: Sequence[Page]) -> None:
         record_progress(session, document_id)
 
 
-def ocr_batch_size(settings: Settings) -> int:
-    """Pages one ``ocr_batch`` task claims: a GPU batches them, a CPU engine takes one."""
-    return settings.gpu_batch_pages if settings.ocr_engine in GPU_ENGINES else 1
-
-
 def _find_regions(
     ctx: StageContext,
+    name: str,
     images: Sequence[Image.Image],
     lines: Sequence[list[TextLine] | DocumentError],
 ) -> list[_Found | None]:
-    """Tables and charts: the OCR model's detector if it has one, else the CPU finder.
+    """Tables and charts: OCR model ``name``'s detector if it has one, else the CPU finder.
 
     A failure costs only the regions (None): the pages keep their text.
     """
     if not images:
         return []
-    config = ocr_engine_config(ctx.settings)
+    config = ocr_engine_config(ctx.settings, name)
     started = time.perf_counter()
-    if has_region_detector(config.name):
+    if has_region_detector(name):
         try:
             detected = get_region_detector(config).detect(images)
         except Exception:

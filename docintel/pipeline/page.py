@@ -14,7 +14,6 @@ from typing import Any
 
 from docintel.document.render import encode_png, render_page
 from docintel.document.textlayer import extract_text_lines, page_image_coverage, text_layer_quality
-from docintel.engines.registry import GPU_ENGINES
 from docintel.errors import DocumentError
 from docintel.geometry import Region, TextLine
 from docintel.models import Document, Page, PageStatus, TextSource
@@ -24,7 +23,8 @@ from docintel.pipeline.leases import LeaseKeeper, write_held
 from docintel.pipeline.originals import local_original
 from docintel.pipeline.page_results import fail_held_page, finish_page, with_timing
 from docintel.pipeline.progress import record_progress
-from docintel.pipeline.regions import extract_queue, find_page_regions, regions_wanted
+from docintel.pipeline.regions import find_page_regions, regions_wanted
+from docintel.pipeline.routing import engine_queue, extract_queue, ocr_engine_for
 from docintel.pipeline.split import render_dpi
 from docintel.storage import page_image_key
 
@@ -69,6 +69,7 @@ def process_page(ctx: StageContext, page_id: int) -> list[FollowUp]:
 
     if rendered.lines is not None:
         source = TextSource.NATIVE
+        queue = extract_queue(settings, doc.options, [r.kind for r in rendered.regions])
         if not finish_page(
             session,
             lease,
@@ -80,23 +81,36 @@ def process_page(ctx: StageContext, page_id: int) -> list[FollowUp]:
             values=rendered.values,
             regions=rendered.regions,
             region_engine="cpu-finder",
+            extract_queue=queue,
         ):
             return []
         if rendered.regions:
-            return [FollowUp("docintel.extract_batch", (), queue=extract_queue(settings))]
+            return [extract_wake_up(queue)]
         record_progress(session, doc.id)
         return finished
 
     # Free for an OCR worker to claim. OCR is a new stage with its own tries: renders
     # that crashed before must not count against it.
-    waiting = {**rendered.values, "status": PageStatus.OCR, "attempts": 0, "claim_task": None}
+    queue = engine_queue(ocr_engine_for(settings, doc.options))
+    waiting = {
+        **rendered.values,
+        "status": PageStatus.OCR,
+        "queue": queue,
+        "attempts": 0,
+        "claim_task": None,
+    }
     if not write_held(session, lease, page_id, waiting):
         return []
-    return [FollowUp("docintel.ocr_batch", (), queue=ocr_queue(settings.ocr_engine))]
+    return [ocr_wake_up(queue)]
 
 
-def ocr_queue(engine_name: str) -> str:
-    return "gpu" if engine_name in GPU_ENGINES else "cpu"
+def ocr_wake_up(queue: str) -> FollowUp:
+    """An ``ocr_batch`` message: it claims up to a batch of the pages waiting on ``queue``."""
+    return FollowUp("docintel.ocr_batch", (queue,), queue=queue)
+
+
+def extract_wake_up(queue: str) -> FollowUp:
+    return FollowUp("docintel.extract_batch", (queue,), queue=queue)
 
 
 def _render_and_read(ctx: StageContext, doc: Document, page: Page) -> _Rendered:

@@ -33,11 +33,13 @@ def finish_page(
     values: dict[str, Any] | None = None,
     regions: Sequence[Region] = (),
     region_engine: str = "",
+    extract_queue: str | None = None,
 ) -> bool:
     """Write the page's ``lines``; False (nothing written) if the lease was lost.
 
     With ``regions`` (tables, charts) the page waits for the extraction stage
-    (``extract``) with them stored as candidates; without, it is done.
+    (``extract``) on ``extract_queue``, with them stored as candidates; without,
+    it is done.
     """
     ordered = order_lines(lines, float(size[0]), float(size[1]))
     done = {
@@ -47,6 +49,7 @@ def finish_page(
         "text_source": source,
         "engine": engine,
         "status": PageStatus.EXTRACT if regions else PageStatus.DONE,
+        "queue": extract_queue if regions else None,
         "error_code": None,
         "error_message": None,
     }

@@ -1,4 +1,4 @@
-"""Which regions a page sends to the extraction stage, and which engine reads them.
+"""Which regions a page sends to the extraction stage (``routing`` says who reads them).
 
 Detection runs where a page's lines are made (the page stage for text layers,
 the OCR stage for scans), while the page image is still in memory: an OCR
@@ -16,9 +16,7 @@ from typing import Any
 from PIL import Image
 
 from docintel.document.table_finder import find_tables
-from docintel.engines.base import EngineConfig, frozen_options
-from docintel.engines.registry import GPU_ENGINES, NO_EXTRACTION
-from docintel.geometry import Region, RegionKind, TextLine
+from docintel.geometry import Region, TextLine
 from docintel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,32 +43,3 @@ def find_page_regions(
         return None
     log.debug("found %d regions in %.3fs", len(regions), time.perf_counter() - started)
     return regions
-
-
-def engine_name(settings: Settings, kind: RegionKind) -> str:
-    return settings.table_engine if kind == "table" else settings.chart_engine
-
-
-def extraction_config(settings: Settings, kind: RegionKind) -> EngineConfig | None:
-    """The engine config for ``kind``; None when regions of that kind stay unread."""
-    name = engine_name(settings, kind)
-    if name == NO_EXTRACTION:
-        return None
-    return EngineConfig(
-        name=name,
-        model=settings.extract_model if name in GPU_ENGINES else "",
-        device=settings.device,
-        dtype=settings.dtype,
-        batch_size=settings.extract_batch_size,
-        options=frozen_options(settings.extract_options),
-    )
-
-
-def extract_queue(settings: Settings) -> str:
-    """``gpu`` when a model engine reads some kind, else ``cpu`` beside rendering."""
-    names = {settings.table_engine, settings.chart_engine}
-    return "gpu" if names & GPU_ENGINES else "cpu"
-
-
-def extract_batch_size(settings: Settings) -> int:
-    return settings.extract_batch_pages if extract_queue(settings) == "gpu" else 1

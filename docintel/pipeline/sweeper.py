@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
@@ -35,11 +37,10 @@ from docintel.models import (
 )
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.leases import IN_FLIGHT, db_now, held_here
-from docintel.pipeline.ocr import ocr_batch_size
-from docintel.pipeline.page import ocr_queue
+from docintel.pipeline.page import extract_wake_up, ocr_wake_up
 from docintel.pipeline.page_results import fail_candidates
 from docintel.pipeline.priority import page_priority
-from docintel.pipeline.regions import extract_batch_size, extract_queue
+from docintel.pipeline.routing import batch_size, default_queue
 from docintel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,15 @@ def _take_back_lapsed(
     """Free (or fail, past the attempts) pages whose lease lapsed, and send them again."""
     session, settings = ctx.session, ctx.settings
     query = (
-        select(Page.id, Page.claim_token, Page.status, Page.attempts, Page.number, Page.document_id)
+        select(
+            Page.id,
+            Page.claim_token,
+            Page.status,
+            Page.attempts,
+            Page.number,
+            Page.queue,
+            Page.document_id,
+        )
         .join(Document, Document.id == Page.document_id)
         .where(
             Document.status == DocumentStatus.PROCESSING,
@@ -147,7 +156,7 @@ def _take_back_lapsed(
         query = query.where(Page.document_id == document_id)
 
     follow_ups: list[FollowUp] = []
-    freed: list[tuple[int, PageStatus, int]] = []
+    freed: list[_Waiting] = []
     for row in session.execute(query).all():
         # Fenced on the token we saw: if the holder's write won the row meanwhile
         # (SQLite has no row locks), this changes nothing.
@@ -196,16 +205,25 @@ def _take_back_lapsed(
                 claim_token=None, lease_expires_at=None, claimed_at=None, updated_at=now
             ).execution_options(synchronize_session=False)
         )
-        freed.append((row.id, row.status, row.number))
+        freed.append(_Waiting(row.id, row.status, row.number, row.queue))
     return follow_ups + _messages_for(ctx, freed)
+
+
+class _Waiting(NamedTuple):
+    """A page to send a message for: its own (rendering) or its queue's wake-up."""
+
+    id: int
+    status: PageStatus
+    number: int
+    queue: str | None
 
 
 def _waiting_pages(
     session: Session, cutoff: datetime | None, *, document_id: uuid.UUID | None = None
-) -> list[tuple[int, PageStatus, int]]:
+) -> list[_Waiting]:
     """Unclaimed pages of live documents in flight (and untouched since ``cutoff``)."""
     query = (
-        select(Page.id, Page.status, Page.number)
+        select(Page.id, Page.status, Page.number, Page.queue)
         .join(Document, Document.id == Page.document_id)
         .where(
             Document.status == DocumentStatus.PROCESSING,
@@ -217,13 +235,11 @@ def _waiting_pages(
         query = query.where(Page.updated_at <= cutoff)
     if document_id is not None:
         query = query.where(Page.document_id == document_id)
-    return [(row.id, row.status, row.number) for row in session.execute(query)]
+    return [_Waiting(*row) for row in session.execute(query)]
 
 
-def _resend_waiting(
-    ctx: StageContext, pages: list[tuple[int, PageStatus, int]], now: datetime
-) -> list[FollowUp]:
-    ids = [page_id for page_id, _, _ in pages]
+def _resend_waiting(ctx: StageContext, pages: list[_Waiting], now: datetime) -> list[FollowUp]:
+    ids = [page.id for page in pages]
     for start in range(0, len(ids), _CHUNK):  # a driver takes at most 65,535 parameters
         # Touched, so the safety net waits a full period before sending them again.
         ctx.session.execute(
@@ -235,37 +251,35 @@ def _resend_waiting(
     return _messages_for(ctx, pages)
 
 
-def _messages_for(
-    ctx: StageContext, pages: Iterable[tuple[int, PageStatus, int]]
-) -> list[FollowUp]:
+def _messages_for(ctx: StageContext, pages: Iterable[_Waiting]) -> list[FollowUp]:
     follow_ups: list[FollowUp] = []
-    waiting_for_ocr = waiting_for_extraction = 0
-    for page_id, status, number in pages:
-        if status == PageStatus.PENDING:
-            priority = page_priority(number)
-            follow_ups.append(FollowUp("docintel.process_page", (page_id,), priority=priority))
-        elif status == PageStatus.EXTRACT:
-            waiting_for_extraction += 1
+    waiting: Counter[tuple[PageStatus, str]] = Counter()
+    for page in pages:
+        if page.status == PageStatus.PENDING:
+            priority = page_priority(page.number)
+            follow_ups.append(FollowUp("docintel.process_page", (page.id,), priority=priority))
         else:
-            waiting_for_ocr += 1
-    # An ocr_batch message is a wake-up that claims up to a batch of any waiting
-    # pages: one per batch is enough, one per page would flood the GPU queue.
-    batches = -(-waiting_for_ocr // ocr_batch_size(ctx.settings))
-    queue = ocr_queue(ctx.settings.ocr_engine)
-    follow_ups.extend(FollowUp("docintel.ocr_batch", (), queue=queue) for _ in range(batches))
-    batches = -(-waiting_for_extraction // extract_batch_size(ctx.settings))
-    queue = extract_queue(ctx.settings)
-    follow_ups.extend(FollowUp("docintel.extract_batch", (), queue=queue) for _ in range(batches))
+            queue = page.queue or default_queue(ctx.settings, page.status)
+            waiting[page.status, queue] += 1
+    # An ocr_batch message is a wake-up that claims up to a batch of the pages waiting
+    # on its queue: one per batch is enough, one per page would flood the GPU queue.
+    for (status, queue), count in sorted(waiting.items()):
+        wake_up = ocr_wake_up if status == PageStatus.OCR else extract_wake_up
+        batches = -(-count // batch_size(ctx.settings, status, queue))
+        follow_ups.extend(wake_up(queue) for _ in range(batches))
     return follow_ups
 
 
+_WAKE_UPS = frozenset({"docintel.ocr_batch", "docintel.extract_batch"})
+
+
 def _deduplicated(follow_ups: list[FollowUp]) -> list[FollowUp]:
-    """One message per page or document task; wake-ups (no arguments) keep their count."""
+    """One message per page or document task; wake-ups (one per batch) keep their count."""
     seen: set[tuple[str, tuple[object, ...]]] = set()
     unique: list[FollowUp] = []
     for follow_up in follow_ups:
         key = (follow_up.task, follow_up.args)
-        if follow_up.args and key in seen:
+        if follow_up.task not in _WAKE_UPS and key in seen:
             continue
         seen.add(key)
         unique.append(follow_up)

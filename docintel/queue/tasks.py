@@ -36,15 +36,16 @@ def process_page_task(page_id: int) -> None:
     run_stage(page.process_page, page_id)
 
 
+# A wake-up naming its queue (none in messages of older versions: the configured one's).
 @app.task(base=StageTask, name="docintel.ocr_batch")
-def ocr_batch_task() -> None:
-    run_stage(ocr.ocr_batch)
+def ocr_batch_task(queue: str | None = None) -> None:
+    run_stage(ocr.ocr_batch, queue)
 
 
 @app.task(base=StageTask, name="docintel.extract_batch")
-def extract_batch_task() -> None:
+def extract_batch_task(queue: str | None = None) -> None:
     # A failure leaves the pages done with their regions failed (page_results).
-    run_stage(extract.extract_batch)
+    run_stage(extract.extract_batch, queue)
 
 
 @app.task(base=StageTask, name="docintel.finalize")

@@ -150,10 +150,14 @@ def test_options_are_checked_and_a_client_path_is_not_a_file_name(
         ({"options": json.dumps({"engine": "x"})}, "unknown options: engine"),
         ({"ocr_mode": "sometimes"}, "ocr_mode must be one of"),
         ({"dpi": "5"}, "dpi must be a whole number from 36 to 1200"),
+        ({"ocr_engine": "tesseract"}, "ocr_engine must be one of florence2, rapidocr"),
+        ({"table_engine": "os:system"}, "table_engine must be one of"),
     ):
         answer = _upload(client, pdf, **fields)
         assert answer.status_code == 400 and message in answer.json()["detail"], answer.text
-    answer = _upload(client, pdf, name="../../etc/passwd.pdf", tables="false", dpi="100")
+    answer = _upload(
+        client, pdf, name="../../etc/passwd.pdf", tables="false", dpi="100", chart_engine="none"
+    )
     assert answer.status_code == 202
     body = _wait_done(client, answer.json()["document_id"])
     assert body["document"]["filename"] == "passwd.pdf"

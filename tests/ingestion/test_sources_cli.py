@@ -34,6 +34,8 @@ def test_add_list_scan_remove(tmp_path: Path) -> None:
     assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr
     bad = _docintel(tmp_path, "sources", "add", "ftp", "ftp://example.com/in")
     assert bad.returncode == 1 and "s3://bucket/prefix" in bad.stderr
+    unknown = _docintel(tmp_path, "sources", "add", "x", str(inbox), "--chart-engine", "magic")
+    assert unknown.returncode == 1 and "chart_engine must be one of" in unknown.stderr
 
     fx.make_text_pdf(inbox / "bill.pdf", ["Amount due 12.00"])
     assert "1 waiting until unchanged" in _docintel(tmp_path, "sources", "scan").stderr

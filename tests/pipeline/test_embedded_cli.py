@@ -128,11 +128,12 @@ def test_same_file_with_other_options_is_reused_unless_reprocess(tmp_path: Path)
         assert done.returncode == 0, done.stderr
         return done, json.loads(out.read_text())["pages"][0]["text_source"]
 
-    assert run("--ocr-mode", "never")[1] == "native"
+    assert run("--ocr-mode", "never", "--table-engine", "none")[1] == "native"
     reused, source = run("--ocr-mode", "always")
     assert source == "native"
     assert "memo.pdf: same content as document" in reused.stderr
-    assert "processed with --ocr-mode never; reusing its results" in reused.stderr
+    note = "processed with --ocr-mode never, --table-engine none; reusing its results"
+    assert note in reused.stderr
     reprocessed, source = run("--ocr-mode", "always", "--reprocess")
     assert source == "ocr" and reprocessed.stderr == ""
 

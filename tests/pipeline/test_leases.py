@@ -211,7 +211,7 @@ def test_an_ocr_page_that_already_cost_an_attempt_goes_alone(
 ) -> None:
     """A page that killed its batch's process must not take healthy batch-mates down
     with it on every retry, until they all fail with ``timeout``."""
-    from docintel.pipeline.leases import claim_batch
+    from docintel.pipeline.leases import QueueFilter, claim_batch
 
     _, page_ids = _split_pages(settings, tmp_path, n=3)
     with session_scope(settings.database_url) as session:
@@ -221,7 +221,15 @@ def test_an_ocr_page_that_already_cost_an_attempt_goes_alone(
     def batch() -> tuple[int, ...]:
         with session_scope(settings.database_url) as session:
             task = uuid.uuid4().hex  # every ocr_batch message is a task of its own
-            lease = claim_batch(session, PageStatus.OCR, 8, holder=task, lease_s=60, max_attempts=3)
+            lease = claim_batch(
+                session,
+                PageStatus.OCR,
+                8,
+                on=QueueFilter("cpu", unrouted=True),  # set to OCR here: no queue recorded
+                holder=task,
+                lease_s=60,
+                max_attempts=3,
+            )
             return lease.page_ids if lease else ()
 
     ours = set(page_ids)

@@ -14,7 +14,7 @@ from docintel.pipeline import ocr, page, split
 from docintel.pipeline.context import StageContext, store_for
 from docintel.pipeline.finalize import finalize_document
 from docintel.pipeline.ingest import ingest_file
-from docintel.pipeline.leases import claim_batch
+from docintel.pipeline.leases import QueueFilter, claim_batch
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
 from tests.runtime import apply_env, base_env
@@ -94,6 +94,7 @@ def test_a_locked_document_row_does_not_hide_its_pages(settings: Settings, tmp_p
                 claimer,
                 PageStatus.OCR,
                 1000,
+                on=QueueFilter("cpu"),
                 holder="test",
                 lease_s=settings.lease_s,
                 max_attempts=3,

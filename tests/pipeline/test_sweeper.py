@@ -205,7 +205,7 @@ def test_a_page_waiting_for_ocr_is_resent_not_failed(settings: Settings, tmp_pat
     _age(settings, doc_id)  # the OCR wake-up got lost, or the OCR queue is long
     sent = _sweep(settings)
     assert _pages(settings, doc_id)[1].status == PageStatus.OCR  # unclaimed: never "killing"
-    assert FollowUp("docintel.ocr_batch", (), queue="cpu") in sent
+    assert FollowUp("docintel.ocr_batch", ("cpu",), queue="cpu") in sent
 
 
 def test_one_ocr_wakeup_per_batch_of_waiting_pages(
@@ -224,7 +224,9 @@ def test_one_ocr_wakeup_per_batch_of_waiting_pages(
     assert {p.status for p in _pages(settings, doc_id).values()} == {PageStatus.OCR}
     _age(settings, doc_id)
     wakeups = [f for f in _sweep(settings) if f.task == "docintel.ocr_batch"]
-    assert wakeups == [FollowUp("docintel.ocr_batch", (), queue="gpu")] * 2  # 6 pages, 4 a batch
+    assert (
+        wakeups == [FollowUp("docintel.ocr_batch", ("gpu",), queue="gpu")] * 2
+    )  # 6 pages, 4 a batch
 
 
 def test_processing_document_with_nothing_in_flight_is_finalized(

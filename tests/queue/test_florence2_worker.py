@@ -3,6 +3,7 @@ worker (here on CPU, with a tiny random checkpoint) claims the pages and runs OC
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,43 @@ def test_scans_are_read_by_florence2_on_the_gpu_queue(
             assert line.polygon[5] == pytest.approx(0.2005 * height, abs=2)
         kinds = set(session.scalars(select(Extraction.kind).where(Extraction.page_id.in_(ocr_ids))))
         assert kinds <= {"table", "chart"}
+
+
+def test_a_document_chooses_florence2_where_the_deployment_reads_with_rapidocr(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = "Total 42.00" + loc(100, 100, 500, 100, 500, 200, 100, 200)
+    model_dir = build_tiny_florence2(tmp_path / "tiny-florence2", answer=answer)
+    run = uuid.uuid4().hex[:8]  # the session's database: equal bytes would dedup
+    with services.redis_database() as broker:
+        env = {
+            **base_env(tmp_path, pg_url, broker),
+            "DOCINTEL_OCR_MODEL": str(model_dir),  # the engine stays rapidocr
+            "DOCINTEL_DEVICE": "cpu",
+            "HF_HUB_OFFLINE": "1",
+        }
+        settings = apply_env(monkeypatch, env)
+        default = fx.make_scanned_pdf(tmp_path / "a.pdf", [f"Invoice number 7731 run {run}"])
+        chosen = fx.make_scanned_pdf(tmp_path / "b.pdf", [f"Receipt number 5120 run {run}"])
+        with running_worker(env, queues="cpu") as cpu, running_worker(env, queues="gpu") as gpu:
+            ids = [
+                submit(settings, default).document_id,
+                submit(settings, chosen, options={"ocr_engine": "florence2"}).document_id,
+            ]
+            states = wait(settings, ids, timeout_s=180, poll_s=0.3)
+            assert [s.status for s in states] == ["done", "done"], gpu.log()
+            cpu_pids, gpu_pids = cpu.pids(), gpu.pids()
+
+    with session_scope(settings.database_url) as session:
+        read_by_default, read_by_choice = (
+            session.scalars(select(Page).where(Page.document_id == doc_id)).one() for doc_id in ids
+        )
+        assert read_by_default.engine == "rapidocr" and "7731" in (read_by_default.text or "")
+        assert read_by_choice.engine == "florence2"
+        lines = session.scalars(select(Line).where(Line.page_id == read_by_choice.id)).all()
+        assert lines and {(line.text, line.engine) for line in lines} == {
+            ("Total 42.00", "florence2")
+        }
+        # Each OCR ran on the worker of its queue (claimed_by is "host:pid").
+        assert int((read_by_default.claimed_by or ":0").rsplit(":", 1)[1]) in cpu_pids
+        assert int((read_by_choice.claimed_by or ":0").rsplit(":", 1)[1]) in gpu_pids

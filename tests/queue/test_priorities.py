@@ -39,7 +39,7 @@ def test_each_priority_has_its_own_redis_list(
                 FollowUp("docintel.process_page", (7,), priority=page_priority(40)),
                 FollowUp("docintel.split", (str(uuid.uuid4()),)),
                 FollowUp("docintel.finalize", (str(uuid.uuid4()),)),
-                FollowUp("docintel.ocr_batch", (), queue="gpu"),
+                FollowUp("docintel.ocr_batch", ("gpu",), queue="gpu"),
             ]
         )
         client = redis.Redis.from_url(broker)

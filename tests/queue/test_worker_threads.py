@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docintel.pipeline.context import ocr_engine_config
+from docintel.pipeline.routing import ocr_engine_config
 from docintel.queue.worker import ocr_threads_per_process, share_cpus_among_pool, usable_cpus
 from docintel.settings import Settings
 
