@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     extract_batch_pages: int = Field(
         default=8, ge=1, description="Pages whose regions one GPU extraction task reads."
     )
+    engine_models: dict[str, str] = Field(
+        default_factory=dict,
+        description='Checkpoints by engine name, as JSON, e.g. {"vlm": "/models/qwen2-vl"}: '
+        "for model engines that documents choose beside the configured ones.",
+    )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     dtype: str = Field(default="auto", description="auto | float32 | float16 | bfloat16")
 

@@ -32,7 +32,14 @@ from docintel.engines.registry import NO_EXTRACTION, get_extraction_engine
 from docintel.geometry import BBox, RegionKind, TextLine
 from docintel.models import Extraction, ExtractionStatus, Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.leases import Lease, LeaseKeeper, release, work_waiting, write_held
+from docintel.pipeline.leases import (
+    Lease,
+    LeaseKeeper,
+    leave_to_lapse,
+    process_name,
+    work_waiting,
+    write_held,
+)
 from docintel.pipeline.page import extract_wake_up
 from docintel.pipeline.page_results import with_timing
 from docintel.pipeline.progress import record_progress
@@ -68,9 +75,15 @@ class _PageWork:
         return {self.engines[region.kind] for region in self.regions} - {NO_EXTRACTION}
 
 
-# An engine ready to run; or why it cannot run at all (its regions fail with it);
-# or None: this host cannot load it, another worker may (its pages are given back).
-_Loaded = ExtractionEngine | str | None
+@dataclass(frozen=True, slots=True)
+class _NotHere:
+    """An engine this host cannot load (a driver, a package); another worker may."""
+
+    why: str
+
+
+# An engine ready to run; why it cannot run at all (its regions fail with it); or _NotHere.
+_Loaded = ExtractionEngine | str | _NotHere
 
 
 def extract_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
@@ -91,19 +104,23 @@ def extract_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]
         # Loaded under the lease's heartbeat: a model slower to load than a lease
         # lasts keeps its pages. Each engine loads once per process (the registry).
         engines = _load(ctx.settings, set().union(*(w.needs() for w in work)))
-        unloadable = {w.page_id for w in work if any(engines[n] is None for n in w.needs())}
-        work = [w for w in work if w.page_id not in unloadable]
+        not_here = {
+            w.page_id: missing[0].why
+            for w in work
+            if (missing := [e for n in w.needs() if isinstance(e := engines[n], _NotHere)])
+        }
+        work = [w for w in work if w.page_id not in not_here]
         started = time.perf_counter()
         results = _extract_pages(ctx, engines, work)
         ctx.injected_delay("extract")
         per_page = (time.perf_counter() - started) / max(len(work), 1)
 
     # Rows name the engine as it names itself (a "module:factory" target has a name).
-    labels = {n: e.name for n, e in engines.items() if e is not None and not isinstance(e, str)}
+    labels = {n: e.name for n, e in engines.items() if not isinstance(e, str | _NotHere)}
     for page in work:
         _write_page(session, lease, page, results.get(page.page_id, {}), per_page, labels)
-    if unloadable:
-        release(session, Lease(lease.token, tuple(sorted(unloadable)), lease.status))
+    for why in set(not_here.values()):
+        leave_to_lapse(session, lease, [p for p, w in not_here.items() if w == why], why)
     for document_id in sorted({w.document_id for w in work}):
         record_progress(session, document_id)
     return follow_ups
@@ -118,9 +135,12 @@ def _load(settings: Settings, names: set[str]) -> dict[str, _Loaded]:
             loaded[name] = get_extraction_engine(config)
         except EngineError as error:
             loaded[name] = str(error)  # a configuration no worker can run
-        except Exception:
-            log.exception("cannot load the %s extraction engine; its pages are given back", name)
-            loaded[name] = None
+        except Exception as error:
+            log.exception("cannot load the %s extraction engine; its pages go elsewhere", name)
+            detail = f"{type(error).__name__}: {error}"[:500]
+            loaded[name] = _NotHere(
+                f"the {name} extraction engine did not load on {process_name()}: {detail}"
+            )
     return loaded
 
 
@@ -193,7 +213,7 @@ def _extract_pages(
             batches.setdefault(name, []).append((page.page_id, region.extraction_id, crop))
     for name, batch in batches.items():
         engine = engines[name]
-        assert engine is not None and not isinstance(engine, str)  # sorted out above
+        assert not isinstance(engine, str | _NotHere)  # sorted out above
         outputs = _run_isolating_failures(engine, [item for _, _, item in batch])
         for (page_id, extraction_id, _), output in zip(batch, outputs, strict=True):
             results[page_id][extraction_id] = output
@@ -281,6 +301,7 @@ def _write_page(
     text, markdown = compose_page(page.lines, blocks, float(page.size[0]), float(page.size[1]))
     done = {
         "status": PageStatus.DONE,
+        "error_message": None,  # a note left by a worker that could not load an engine
         "text": text,
         "markdown": markdown,
         "timings": with_timing(page.timings, "extract", seconds),

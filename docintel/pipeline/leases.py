@@ -255,6 +255,23 @@ def write_held(session: Session, lease: Lease, page_id: int, values: dict[str, A
     return False
 
 
+def leave_to_lapse(session: Session, lease: Lease, page_ids: Sequence[int], why: str) -> None:
+    """Keep pages this worker cannot work on (their engine will not load here) until
+    the lease lapses, noting why on them.
+
+    Not given back at once: the oldest waiting page would come straight back to the
+    same worker, ahead of every other page. Lapsed, it goes to whichever worker
+    claims next, at the cost of an attempt; a page no worker can load an engine for
+    fails with ``timeout`` after ``DOCINTEL_MAX_PAGE_ATTEMPTS``, with this note.
+    """
+    session.execute(
+        update(Page)
+        .where(Page.id.in_(page_ids), Page.claim_token == lease.token)
+        .values(error_message=why[:1000])
+        .execution_options(synchronize_session=False)
+    )
+
+
 def release(session: Session, lease: Lease) -> int:
     """Give the pages back untouched (a transient error): the retry, or anyone, may
     take them at once instead of waiting for the lease to lapse."""

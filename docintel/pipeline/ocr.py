@@ -10,6 +10,7 @@ if the lease still holds it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import time
@@ -27,7 +28,7 @@ from docintel.errors import DocumentError, ErrorCode
 from docintel.geometry import Region, TextLine
 from docintel.models import Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.leases import Lease, LeaseKeeper, release, work_waiting
+from docintel.pipeline.leases import LeaseKeeper, leave_to_lapse, process_name, work_waiting
 from docintel.pipeline.page import extract_wake_up, ocr_wake_up
 from docintel.pipeline.page_results import (
     fail_held_page,
@@ -55,15 +56,10 @@ def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
         # The configured engine is loaded (once per process) before claiming: a model
         # that takes longer to load than a lease lasts must not lose the pages it is
         # loaded for. Engines a document chose load under the lease's heartbeat.
-        try:
+        # Other load failures (a driver, memory, a missing file on one host) may be
+        # this worker's alone: they propagate, and the pages wait for another worker.
+        with contextlib.suppress(EngineError):  # no worker can run it: its pages fail below
             get_ocr_engine(ocr_engine_config(settings))
-        except EngineError:
-            # A configuration no worker can run (an unknown engine, bad options):
-            # claimed only to be failed by the task layer, or the pages would wait
-            # forever. Other load failures (a driver, memory, a missing file on one
-            # host) may be this worker's alone: the pages wait for another worker.
-            ctx.claim_batch(PageStatus.OCR, queue)
-            raise
     lease = ctx.claim_batch(PageStatus.OCR, queue)
     if lease is None:
         return []
@@ -86,7 +82,7 @@ def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
     by_engine: dict[str, list[Page]] = {}
     for page in claimed:
         by_engine.setdefault(ocr_engine_for(settings, options[page.id]), []).append(page)
-    outcomes: dict[int, _Outcome | None] = {}
+    outcomes: dict[int, _Outcome | str] = {}
     with LeaseKeeper(settings, lease):
         for name, pages in by_engine.items():
             wanted = {p.id: regions_wanted(settings, options[p.id]) for p in pages}
@@ -95,8 +91,8 @@ def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
     extract_queues: set[str] = set()
     for page in claimed:
         outcome = outcomes[page.id]
-        if outcome is None:
-            continue  # its engine cannot load here: given back below
+        if isinstance(outcome, str):
+            continue  # its engine cannot load here: left to lapse below
         if isinstance(outcome, DocumentError):
             fail_held_page(session, lease, page.id, outcome)
             continue
@@ -123,9 +119,9 @@ def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
             and regions
         ):
             extract_queues.add(waits_on)
-    unread = tuple(page_id for page_id, outcome in outcomes.items() if outcome is None)
-    if unread:
-        release(session, Lease(lease.token, unread, lease.status))
+    for why in {o for o in outcomes.values() if isinstance(o, str)}:
+        unread = [page_id for page_id, outcome in outcomes.items() if outcome == why]
+        leave_to_lapse(session, lease, unread, why)
     follow_ups.extend(extract_wake_up(q) for q in sorted(extract_queues))
     _record_progress(session, claimed)
     return follow_ups
@@ -133,17 +129,18 @@ def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
 
 def _read_with(
     ctx: StageContext, name: str, pages: Sequence[Page], wanted: dict[int, bool]
-) -> dict[int, _Outcome | None]:
-    """The pages read by engine ``name``; None for each if it cannot load on this host."""
+) -> dict[int, _Outcome | str]:
+    """The pages read by engine ``name``; why not, for each, if it cannot load here."""
     try:
         engine = get_ocr_engine(ocr_engine_config(ctx.settings, name))
     except EngineError as error:
         failed = DocumentError(ErrorCode.OCR_FAILED, f"the {name} OCR engine cannot run: {error}")
         return {p.id: failed for p in pages}
-    except Exception:
+    except Exception as error:
         # A driver, memory or package this host lacks: another worker may have them.
-        log.exception("cannot load the %s OCR engine; its pages are given back", name)
-        return {p.id: None for p in pages}
+        log.exception("cannot load the %s OCR engine; its pages go to another worker", name)
+        why = f"the {name} OCR engine did not load on {process_name()}: {_detail(error)}"
+        return {p.id: why for p in pages}
     outcomes = _read_pages(ctx, engine, name, pages, wanted)
     return {p.id: o for p, o in zip(pages, outcomes, strict=True)}
 
@@ -279,5 +276,10 @@ def _recognize_isolating_failures(
 
 
 def _ocr_error(error: Exception) -> DocumentError:
-    detail = f"{type(error).__name__}: {error}"[:500]
-    return DocumentError(ErrorCode.OCR_FAILED, f"the OCR engine failed on this page ({detail})")
+    return DocumentError(
+        ErrorCode.OCR_FAILED, f"the OCR engine failed on this page ({_detail(error)})"
+    )
+
+
+def _detail(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:500]

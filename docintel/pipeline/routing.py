@@ -81,13 +81,15 @@ def ocr_engine_config(settings: Settings, name: str | None = None) -> EngineConf
     """The config of OCR engine ``name`` (default: the deployment's).
 
     ``DOCINTEL_OCR_OPTIONS`` are the configured engine's own; another engine a
-    document chose runs with its defaults (and ``DOCINTEL_OCR_MODEL`` if it is a model).
+    document chose runs with its defaults, and its checkpoint from
+    ``DOCINTEL_ENGINE_MODELS`` (else ``DOCINTEL_OCR_MODEL``, if it is a model).
     """
     name = name or settings.ocr_engine
     configured = name == settings.ocr_engine
+    model = settings.ocr_model if configured or name in GPU_ENGINES else ""
     return EngineConfig(
         name=name,
-        model=settings.ocr_model if configured or name in GPU_ENGINES else "",
+        model=settings.engine_models.get(name, model),
         device=settings.device,
         dtype=settings.dtype,
         batch_size=settings.ocr_batch_size,
@@ -101,9 +103,10 @@ def extraction_config(settings: Settings, name: str) -> EngineConfig | None:
     if name == NO_EXTRACTION:
         return None
     configured = name in (settings.table_engine, settings.chart_engine)
+    model = settings.extract_model if name in GPU_ENGINES else ""
     return EngineConfig(
         name=name,
-        model=settings.extract_model if name in GPU_ENGINES else "",
+        model=settings.engine_models.get(name, model),
         device=settings.device,
         dtype=settings.dtype,
         batch_size=settings.extract_batch_size,

@@ -138,6 +138,7 @@ def _take_back_lapsed(
             Page.number,
             Page.queue,
             Page.document_id,
+            Page.error_message,
         )
         .join(Document, Document.id == Page.document_id)
         .where(
@@ -163,6 +164,8 @@ def _take_back_lapsed(
         fenced = update(Page).where(
             Page.id == row.id, Page.claim_token == row.claim_token, Page.status == row.status
         )
+        # Why the workers did not finish it, if one could say (an engine it could not load).
+        last = f" (last: {row.error_message})" if row.error_message else ""
         if row.attempts >= settings.max_page_attempts and row.status == PageStatus.EXTRACT:
             # Its text stays: only the regions that kill or hang workers are given up.
             session.execute(
@@ -180,7 +183,7 @@ def _take_back_lapsed(
                 DocumentError(
                     ErrorCode.TIMEOUT,
                     f"no result after {row.attempts} attempts; the region may crash or hang "
-                    "workers",
+                    f"workers{last}",
                 ),
             )
             follow_ups.append(FollowUp("docintel.finalize", (str(row.document_id),)))
@@ -191,7 +194,7 @@ def _take_back_lapsed(
                     status=PageStatus.FAILED,
                     error_code=ErrorCode.TIMEOUT,
                     error_message=f"no result after {row.attempts} attempts, each of whose "
-                    "workers stopped renewing its lease; the page may crash or hang workers",
+                    f"workers stopped renewing its lease; the page may crash or hang workers{last}",
                     claim_token=None,
                     lease_expires_at=None,
                     claimed_at=None,

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from docintel import migrate
 from docintel.db import session_scope
+from docintel.engines import registry
 from docintel.engines.base import EngineConfig
-from docintel.engines.registry import register_extraction
 from docintel.models import Page, PageStatus
 from docintel.output import document_json, load_document
 from docintel.pipeline import page, split, sweeper
@@ -22,8 +22,8 @@ from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.extract import extract_batch
 from docintel.pipeline.ingest import ingest_file
 from docintel.pipeline.ocr import ocr_batch
-from docintel.pipeline.routing import engine_choice_error
-from docintel.service import submit
+from docintel.pipeline.routing import engine_choice_error, extraction_config, ocr_engine_config
+from docintel.service import submit, wait
 from docintel.settings import Settings
 from tests.fixtures import documents as fx
 from tests.fixtures.tables import SALES, TableSpec, make_table_pdf
@@ -147,21 +147,30 @@ def build_needs_driver(config: EngineConfig) -> Any:
     raise _NeedsDriver("no CUDA driver on this host")
 
 
-def test_pages_whose_engine_cannot_load_here_are_given_back_not_failed(
-    own_sqlite: Settings, tmp_path: Path
+def test_a_page_whose_engine_loads_nowhere_waits_for_no_one_and_fails_its_tables_only(
+    own_sqlite: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    register_extraction("needs-driver", f"{__name__}:build_needs_driver")
-    settings = own_sqlite
-    doc_id = _render(
-        settings,
-        make_table_pdf(tmp_path / "a.pdf", [TableSpec(SALES)]),
-        {"table_engine": "needs-driver"},
+    monkeypatch.setitem(
+        registry._EXTRACTION_FACTORIES, "needs-driver", f"{__name__}:build_needs_driver"
     )
+    quick = {"DOCINTEL_LEASE_S": "2", "DOCINTEL_SWEEP_INTERVAL_S": "1"}
+    settings = apply_env(monkeypatch, {**quick, "DOCINTEL_MAX_PAGE_ATTEMPTS": "2"})
+    stuck = make_table_pdf(tmp_path / "a.pdf", [TableSpec(SALES)])
+    later = make_table_pdf(tmp_path / "b.pdf", [TableSpec(SALES, text_above=["Later"])])
+    # Submitted first: its page is the oldest waiting, the one every claim takes first.
+    ids = [submit(settings, stuck, options={"table_engine": "needs-driver"}).document_id]
+    ids.append(submit(settings, later).document_id)
+    assert _page(settings, ids[1]).status == PageStatus.DONE  # not held up behind it
+
+    assert [p.status for p in wait(settings, ids, timeout_s=60, poll_s=0.2)] == ["done"] * 2
     with session_scope(settings.database_url) as session:
-        extract_batch(StageContext(session, settings), "cpu")
-    waiting = _page(settings, doc_id)
-    # Another worker (one with the driver) may take it at once: no lease to wait out.
-    assert (waiting.status, waiting.claim_token) == ("extract", None)
+        out = document_json(load_document(session, ids[0]))  # type: ignore[arg-type]
+    page_json = out["pages"][0]
+    (table,) = page_json["tables"]
+    assert page_json["status"] == "done" and "North" in page_json["text"]
+    assert table["status"] == "failed" and table["error"].startswith("timeout: no result after 2")
+    assert "the needs-driver extraction engine did not load on" in table["error"]
+    assert "no CUDA driver on this host" in table["error"]
 
 
 def test_only_registered_engines_may_be_chosen() -> None:
@@ -170,3 +179,23 @@ def test_only_registered_engines_may_be_chosen() -> None:
     # A client must not make a worker import a module of its choosing.
     assert engine_choice_error({"table_engine": "os:system"}) is not None
     assert engine_choice_error({"chart_engine": 7}) is not None
+
+
+def test_a_chosen_engine_runs_with_its_defaults_and_its_own_checkpoint() -> None:
+    settings = Settings(
+        ocr_engine="rapidocr",
+        ocr_options={"text_score": 0.6},
+        table_engine="phi35v",
+        extract_model="/models/phi35v",
+        extract_options={"table_max_crops": 4},
+        engine_models={"vlm": "/models/qwen2-vl"},
+    )
+    configured = ocr_engine_config(settings)
+    assert (configured.name, dict(configured.options)) == ("rapidocr", {"text_score": 0.6})
+    chosen = ocr_engine_config(settings, "florence2")
+    assert (chosen.model, dict(chosen.options)) == (settings.ocr_model, {})
+    tables = extraction_config(settings, "phi35v")
+    assert tables is not None and tables.model == "/models/phi35v" and tables.options
+    other = extraction_config(settings, "vlm")
+    assert other is not None and (other.model, dict(other.options)) == ("/models/qwen2-vl", {})
+    assert extraction_config(settings, "none") is None

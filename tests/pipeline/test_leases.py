@@ -185,8 +185,8 @@ def test_an_ocr_engine_that_cannot_load_fails_its_pages_instead_of_leaving_them_
     with session_scope(settings.database_url) as session:
         row = session.get(Page, follow_up.args[0])
         assert row is not None
-        assert (row.status, row.error_code, row.claim_token) == ("failed", "internal", None)
-        assert "no-such-engine" in (row.error_message or "")
+        assert (row.status, row.error_code, row.claim_token) == ("failed", "ocr_failed", None)
+        assert "the no-such-engine OCR engine cannot run" in (row.error_message or "")
 
 
 def test_an_embedded_run_takes_its_database_lock_before_any_work(
