@@ -3,6 +3,9 @@ worker (here on CPU, with a tiny random checkpoint) claims the pages and runs OC
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -110,3 +113,23 @@ def test_a_document_chooses_florence2_where_the_deployment_reads_with_rapidocr(
         # Each OCR ran on the worker of its queue (claimed_by is "host:pid").
         assert int((read_by_default.claimed_by or ":0").rsplit(":", 1)[1]) in cpu_pids
         assert int((read_by_choice.claimed_by or ":0").rsplit(":", 1)[1]) in gpu_pids
+
+
+def test_process_says_when_no_worker_serves_the_engine_a_document_chose(
+    own_db: str, tmp_path: Path
+) -> None:
+    scan = fx.make_scanned_pdf(tmp_path / "scan.pdf", ["Receipt number 5120 paid in full"])
+    with services.redis_database() as broker:
+        env = base_env(tmp_path, own_db, broker)
+        with running_worker(env, queues="cpu"):  # renders, but runs no model
+            argv = [sys.executable, "-m", "docintel", "process", str(scan)]
+            argv += ["--out", str(tmp_path / "out"), "--ocr-engine", "florence2", "--timeout", "15"]
+            waited = subprocess.run(
+                argv, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+            )
+    assert waited.returncode == 1
+    assert "no worker consumes the 'gpu' queue" in waited.stderr, waited.stderr
+    assert "'cpu' queue" not in waited.stderr
+    with session_scope(own_db) as session:
+        (page,) = session.scalars(select(Page)).all()
+        assert (page.status, page.queue, page.claim_token) == ("ocr", "gpu", None)
