@@ -58,18 +58,29 @@ def remove_source(session: Session, name: str) -> bool:
     return True
 
 
-def sync_from_settings(session: Session, specs: list[dict[str, Any]]) -> None:
-    """Add or update the sources named in ``DOCINTEL_SOURCES``; others are left alone."""
+def sync_from_settings(session: Session, specs: list[dict[str, Any]]) -> list[SourceError]:
+    """Add or update the sources named in ``DOCINTEL_SOURCES``; others are left alone.
+
+    An entry that cannot be taken is returned, not raised: the others still sync.
+    """
+    refused: list[SourceError] = []
     for raw in specs:
         try:
             spec = SourceSpec(str(raw["name"]), str(raw["uri"]), dict(raw.get("options", {})))
         except (KeyError, TypeError, ValueError) as error:
-            raise SourceError(
-                f"DOCINTEL_SOURCES: each entry needs a name and a uri ({raw!r}): {error}"
-            ) from error
-        row = session.scalar(select(Source).where(Source.name == spec.name))
-        if row is None or row.uri != _normalised(spec.uri) or row.options != spec.options:
-            add_source(session, spec, replace=True)
+            refused.append(
+                SourceError(
+                    f"DOCINTEL_SOURCES: each entry needs a name and a uri ({raw!r}): {error}"
+                )
+            )
+            continue
+        try:
+            row = session.scalar(select(Source).where(Source.name == spec.name))
+            if row is None or row.uri != _normalised(spec.uri) or row.options != spec.options:
+                add_source(session, spec, replace=True)
+        except SourceError as error:
+            refused.append(error)
+    return refused
 
 
 def spec_of(row: Source) -> SourceSpec:

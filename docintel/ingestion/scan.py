@@ -61,11 +61,12 @@ class ScanReport:
 
 def scan_all(settings: Settings) -> list[ScanReport]:
     """Scan every enabled source once (those in ``DOCINTEL_SOURCES`` are added first)."""
-    with session_scope(settings.database_url) as session:
-        if settings.sources:
-            sync_from_settings(session, settings.sources)
-        ids = session.scalars(select(Source.id).where(Source.enabled).order_by(Source.id)).all()
     reports = []
+    with session_scope(settings.database_url) as session:
+        for refused in sync_from_settings(session, settings.sources):
+            log.error("%s", refused)
+            reports.append(ScanReport(source="DOCINTEL_SOURCES", error=str(refused)))
+        ids = session.scalars(select(Source.id).where(Source.enabled).order_by(Source.id)).all()
     for source_id in ids:
         try:
             reports.append(scan_source(settings, source_id))

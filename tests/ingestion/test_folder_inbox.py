@@ -224,11 +224,20 @@ def test_sources_from_settings_are_scanned(tmp_path: Path, monkeypatch: pytest.M
     migrate.upgrade(url)
     folder = tmp_path / "from-env"
     folder.mkdir()
-    sources = json.dumps([{"name": "env-inbox", "uri": folder.as_uri()}])
+    sources = json.dumps(
+        [
+            {"name": "typo", "uri": folder.as_uri(), "options": {"ocr_engine": "tesseract"}},
+            {"uri": "/no/name"},
+            {"name": "env-inbox", "uri": folder.as_uri()},  # the bad entries stop nothing
+        ]
+    )
     settings = apply_env(monkeypatch, {**base_env(tmp_path, url), "DOCINTEL_SOURCES": sources})
     fx.make_text_pdf(folder / "e.pdf", ["from the environment"])
-    scan(settings)
-    (doc_id,) = scan(settings).imported
+    refused = [r.error or "" for r in scan_all(settings) if r.source == "DOCINTEL_SOURCES"]
+    assert len(refused) == 2 and "ocr_engine must be one of" in refused[0], refused
+    assert "needs a name and a uri" in refused[1]
+    (report,) = [r for r in scan_all(settings) if r.source == "env-inbox"]
+    (doc_id,) = report.imported
     with session_scope(settings.database_url) as session:
         assert session.scalar(select(Source.uri)) == str(folder.resolve())
         assert session.get(Document, doc_id).source == "env-inbox"  # type: ignore[union-attr]
