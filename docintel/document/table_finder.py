@@ -30,7 +30,15 @@ from docintel.document.rulings import Rulings, find_rulings
 from docintel.document.table_reader import MIN_UNRULED_COLUMNS, MIN_UNRULED_ROWS, read_table
 from docintel.document.tables import Table
 from docintel.document.upright import Upright
-from docintel.document.words import Word, row_chunks, rows_of, text_height, word_inside, words_of
+from docintel.document.words import (
+    Chunk,
+    Word,
+    row_chunks,
+    rows_of,
+    text_height,
+    word_inside,
+    words_of,
+)
 from docintel.geometry import BBox, Region, TextLine
 
 # A run of text this long in a row is prose, not a cell (when finding unruled tables).
@@ -41,6 +49,8 @@ MAX_ROW_GAP = 2.6
 MAX_PLOT_TEXT = 0.06
 # Rules that bound a table ruled only across are at least this many text heights long.
 MIN_RULE_LENGTH = 8.0
+# A vertical rule this share of the page tall, crossing no rule, divides the page.
+DIVIDER_SHARE = 0.4
 
 
 def find_tables(
@@ -82,10 +92,11 @@ def _find_upright(image: Image.Image, lines: Sequence[TextLine], exact: bool) ->
             found.append(Region("table", box, 0.8, "rules across"))
             taken.append(box)
     free = [w for w in words if not any(word_inside(w, box) for box in taken)]
-    for box in _aligned_text_boxes(free, height):
-        if read_table(words, rulings, box, height, unruled=True) is not None:
-            found.append(Region("table", box, 0.7, "aligned text"))
-            taken.append(box)
+    for pane in _panes(free, rulings, image.height):
+        for box in _aligned_text_boxes(pane, height):
+            if read_table(words, rulings, box, height, unruled=True) is not None:
+                found.append(Region("table", box, 0.7, "aligned text"))
+                taken.append(box)
     for box in _chart_boxes(rulings, words, height, taken):
         found.append(Region("chart", box, 0.5, "axes"))
     return found
@@ -169,6 +180,27 @@ def _ruled_across_boxes(
     return boxes
 
 
+def _panes(words: Sequence[Word], rulings: Rulings, page_height: int) -> list[list[Word]]:
+    """The words between the page's dividers: vertical rules that run most of the page
+    and cross no horizontal rule (the fold of a spread, the rule between newspaper
+    columns). Rows of text on either side share baselines, not a table.
+    """
+    dividers = sorted(
+        v.position
+        for v in rulings.vertical
+        if v.length >= DIVIDER_SHARE * page_height
+        and not any(
+            h.start < v.position < h.end and v.start < h.position < v.end
+            for h in rulings.horizontal
+        )
+    )
+    panes: list[list[Word]] = [[] for _ in range(len(dividers) + 1)]
+    for word in words:
+        centre = (word.x0 + word.x1) / 2
+        panes[sum(centre > x for x in dividers)].append(word)
+    return [pane for pane in panes if pane]
+
+
 def _aligned_text_boxes(words: Sequence[Word], height: float) -> list[BBox]:
     """Runs of rows that break into three or more chunks: candidates for unruled tables.
 
@@ -178,6 +210,7 @@ def _aligned_text_boxes(words: Sequence[Word], height: float) -> list[BBox]:
     rows = [kept for row in rows_of(words) if (kept := _without_prose(row, height))]
     boxes: list[BBox] = []
     run: list[list[Word]] = []
+    columns: list[tuple[float, float]] = []  # x-extents of the run's cells so far
     misses = 0
 
     def close() -> None:
@@ -194,9 +227,15 @@ def _aligned_text_boxes(words: Sequence[Word], height: float) -> list[BBox]:
                 )
             )
         run.clear()
+        columns.clear()
 
-    for row in rows:
-        tabular = len(row_chunks(row, height)) >= MIN_UNRULED_COLUMNS
+    for index, row in enumerate(rows):
+        chunks = row_chunks(row, height)
+        # A row with empty cells has fewer chunks; it still belongs when each of them
+        # sits in a column of the run.
+        tabular = len(chunks) >= MIN_UNRULED_COLUMNS or (
+            bool(run) and len(chunks) >= 2 and _in_columns(chunks, columns)
+        )
         near = (
             bool(run)
             and min(w.y0 for w in row) - max(w.y1 for w in run[-1]) <= MAX_ROW_GAP * height
@@ -207,12 +246,15 @@ def _aligned_text_boxes(words: Sequence[Word], height: float) -> list[BBox]:
         if tabular:
             if not run:
                 # A header row above with two or more chunks (a spanning header) joins.
-                previous = rows.index(row) - 1
-                if previous >= 0 and len(row_chunks(rows[previous], height)) >= 2:
-                    above = rows[previous]
-                    if min(w.y0 for w in row) - max(w.y1 for w in above) <= MAX_ROW_GAP * height:
-                        run.append(above)
+                above = rows[index - 1] if index else None
+                if (
+                    above is not None
+                    and len(row_chunks(above, height)) >= 2
+                    and min(w.y0 for w in row) - max(w.y1 for w in above) <= MAX_ROW_GAP * height
+                ):
+                    run.append(above)
             run.append(row)
+            columns.extend((c.x0, c.x1) for c in chunks)
             misses = 0
         elif run:
             misses += 1
@@ -223,6 +265,10 @@ def _aligned_text_boxes(words: Sequence[Word], height: float) -> list[BBox]:
                 run.append(row)  # a wrapped cell or a row label alone; dropped if last
     close()
     return boxes
+
+
+def _in_columns(chunks: Sequence[Chunk], columns: Sequence[tuple[float, float]]) -> bool:
+    return all(any(c.x0 < x1 and x0 < c.x1 for x0, x1 in columns) for c in chunks)
 
 
 def _without_prose(row: Sequence[Word], height: float) -> list[Word]:

@@ -143,3 +143,54 @@ def test_a_scanned_table_is_found_and_read_from_ocr_lines(tmp_path: Path, ruled:
     found = [cell.replace(" ", "") for row in read for cell in row if cell]
     hits = sum(1 for cell in expected if cell.replace(" ", "") in found)
     assert hits >= 0.8 * len(expected), read
+
+
+# -- a spread: a list on one side of the fold, a table on the other ------------------------
+
+_CHECKLIST = ["Yes, at the national level", "Yes, at the regional level", "At the local level"]
+_SERVICES = [
+    ["Group", "State", "Charities"],
+    ["Children", "12", "4"],
+    ["Women", "", "7"],  # empty cells: rows with fewer chunks still belong
+    ["The elderly", "9", ""],
+    ["Migrants", "", "2"],
+    ["Refugees", "6", "5"],
+]
+
+
+def _spread(path: Path) -> Path:
+    """A landscape spread: the fold is a rule down the middle; a checklist on the left
+    shares its baselines with an unruled table on the right."""
+    from tests.fixtures.documents import PdfPage, _pdf_string, write_pdf
+
+    ops = bytearray(b"0.8 w 396 20 m 396 592 l S\nBT /F1 11 Tf\n")
+    for k, text in enumerate(_CHECKLIST):
+        ops += b"1 0 0 1 60 %.1f Tm " % (500 - 22 * (k + 1)) + _pdf_string(text) + b" Tj\n"
+    for r, row in enumerate(_SERVICES):
+        for c, text in enumerate(row):
+            if text:
+                x, y = 430 + c * 110, 500 - 22 * r
+                ops += b"1 0 0 1 %.1f %.1f Tm " % (x, y) + _pdf_string(text) + b" Tj\n"
+    ops += b"ET\n"
+    return write_pdf(path, [PdfPage(width=792, height=612, extra_content=bytes(ops))])
+
+
+@pytest.mark.parametrize("scan", [False, True], ids=["born-digital", "scanned"])
+def test_a_table_beside_the_fold_of_a_spread_stays_on_its_side(tmp_path: Path, scan: bool) -> None:
+    pdf = _spread(tmp_path / "spread.pdf")
+    if scan:
+        from docintel.engines.base import EngineConfig
+        from docintel.engines.registry import get_ocr_engine
+
+        rendered = render_page(pdf, "application/pdf", 1, 200, max_page_pixels=10**9)
+        image = scanned(rendered.image, seed=5, angle=0.2)
+        lines = get_ocr_engine(EngineConfig(name="rapidocr")).recognize([image])[0]
+    else:
+        image, lines = _page(pdf)
+    (table,) = [r for r in find_tables(image, lines, exact_boxes=not scan) if r.kind == "table"]
+    fold = 396 * image.width / 792
+    assert table.bbox[0] > fold  # the checklist left of the fold is no column of it
+    read = _read(image, lines, table)
+    assert [row[0] for row in read] == [row[0] for row in _SERVICES]  # every row, empty cells too
+    if not scan:
+        assert read == [list(row) for row in _SERVICES]
