@@ -72,9 +72,12 @@ def find_tables(
 def _find_upright(image: Image.Image, lines: Sequence[TextLine], exact: bool) -> list[Region]:
     words = words_of(lines, None if exact else image)
     height = text_height(words)
-    if not any(len(row_chunks(row, height)) >= 2 for row in rows_of(words)):
-        # Every row of text is one run (prose): no table has fewer than two columns,
-        # and a plot's axis labels would make a row of several. Most pages end here.
+    rows = rows_of(words)
+    if not any(len(row_chunks(row, height)) >= 2 for row in rows) and _prose(rows):
+        # Every row of text is one run, mostly of prose: no table has fewer than two
+        # columns, and a plot's axis labels would make a row of several. Most pages end
+        # here. A page of a few short runs goes on to look for ruled grids: in a scan,
+        # the cells OCR could not read (a script it does not know) leave one run a row.
         return []
     rulings = find_rulings(image, height)
     found: list[Region] = []
@@ -100,6 +103,12 @@ def _find_upright(image: Image.Image, lines: Sequence[TextLine], exact: bool) ->
     for box in _chart_boxes(rulings, words, height, taken):
         found.append(Region("chart", box, 0.5, "axes"))
     return found
+
+
+def _prose(rows: Sequence[Sequence[Word]]) -> bool:
+    """Whether most of the text is in long runs (body text), not short labels."""
+    chars = [sum(len(w.text) + 1 for w in row) for row in rows]
+    return sum(n for n in chars if n > PROSE_CHARS) >= 0.5 * sum(chars)
 
 
 def _grid_boxes(rulings: Rulings, height: float) -> list[BBox]:

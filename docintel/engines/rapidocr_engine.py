@@ -86,9 +86,12 @@ class _Pass:
 
     @property
     def score(self) -> float:
-        # Confident characters: a page read the right way up yields more text at a
-        # higher confidence than any wrong orientation.
-        return sum(line.confidence * len(line.text.strip()) for line in self.lines)
+        # Confident characters: a page read the right way up yields its text at a
+        # higher confidence than any wrong orientation. Squared, because a wrong turn
+        # can yield more characters, of garbage: turned over, a page in a script the
+        # recognizer does not know (Hebrew, Arabic) read as many more glyphs at 0.76
+        # as its figures upright at 0.95, and was flipped.
+        return sum(line.confidence**2 * len(line.text.strip()) for line in self.lines)
 
 
 def build(config: EngineConfig) -> RapidOcrEngine:

@@ -194,3 +194,13 @@ def test_a_table_beside_the_fold_of_a_spread_stays_on_its_side(tmp_path: Path, s
     assert [row[0] for row in read] == [row[0] for row in _SERVICES]  # every row, empty cells too
     if not scan:
         assert read == [list(row) for row in _SERVICES]
+
+
+def test_a_ruled_table_whose_rows_read_one_cell_each_is_found(tmp_path: Path) -> None:
+    """In a scan, the cells OCR could not read (a script it does not know) leave one
+    short run a row, as here: no prose page, and its ruled grid is still a table."""
+    rows = [["1234", ""], ["", "Tel Aviv"], ["5678", ""], ["", "Haifa"], ["9012", ""]]
+    pdf = make_table_pdf(tmp_path / "sparse.pdf", [TableSpec(rows, col_width=160)])
+    image, lines = _page(pdf)
+    (table,) = [r for r in find_tables(image, lines, exact_boxes=True) if r.kind == "table"]
+    assert _read(image, lines, table) == [list(row) for row in rows]
