@@ -180,4 +180,8 @@ def read_only(folder: Path) -> Iterator[None]:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
         yield
     finally:
-        subprocess.run(["umount", str(folder)], check=True)
+        # A worker may have a file of the folder open at this instant ("target is
+        # busy"): detached lazily, the mount goes once it is closed, and the folder
+        # under it (the same one) takes writes again at once.
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(folder)], check=True)
