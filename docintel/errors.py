@@ -35,3 +35,8 @@ class DocumentError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+def error_detail(error: BaseException, limit: int = 500) -> str:
+    """``TypeName: message``, cut to ``limit`` characters, for an error kept on a row."""
+    return f"{type(error).__name__}: {error}"[:limit]

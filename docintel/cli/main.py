@@ -151,22 +151,22 @@ def process(
     A file whose bytes were processed before reuses those results unless --reprocess.
     """
     from docintel.cli.process import run_process
+    from docintel.cli.results import chosen_options
 
     if ask_password:
         password = typer.prompt("PDF password", hide_input=True, err=True)
     if pages is not None:
         _check_page_range(pages)
-    chosen = {
-        "ocr_mode": ocr_mode,
-        "dpi": dpi,
-        "tables": tables,
-        "pages": pages,
-        "password": password or None,
-        "ocr_engine": ocr_engine,
-        "table_engine": table_engine,
-        "chart_engine": chart_engine,
-    }
-    options = {k: v for k, v in chosen.items() if v is not None}
+    options = chosen_options(
+        ocr_mode=ocr_mode,
+        dpi=dpi,
+        tables=tables,
+        pages=pages,
+        password=password or None,
+        ocr_engine=ocr_engine,
+        table_engine=table_engine,
+        chart_engine=chart_engine,
+    )
     _check_engines(options)
     settings = _ready_settings()  # after the checks: a refused command leaves no state behind
     code = run_process(

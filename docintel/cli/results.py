@@ -80,6 +80,11 @@ def output_names(files: list[Path]) -> dict[Path, str]:
     return names
 
 
+def chosen_options(**values: Any) -> dict[str, Any]:
+    """The document options a command was given: those not left at None (the default)."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def describe_options(options: dict[str, Any]) -> str:
     """Options in the command line's words: ``--ocr-mode never, --dpi 150, a password``."""
     shown = public_options(options)

@@ -33,17 +33,17 @@ def add(
     """Add a source. A file is taken once two scans saw it unchanged, then filed away:
     folders move it to processed/ or failed/ inside the folder, S3 tags it docintel=<outcome>."""
     from docintel.cli.main import _database, _fail
+    from docintel.cli.results import chosen_options
     from docintel.ingestion.catalog import SourceError, SourceSpec, add_source
 
-    chosen: dict[str, Any] = {
-        "ocr_mode": ocr_mode,
-        "dpi": dpi,
-        "tables": tables,
-        "ocr_engine": ocr_engine,
-        "table_engine": table_engine,
-        "chart_engine": chart_engine,
-    }
-    options = {k: v for k, v in chosen.items() if v is not None}
+    options = chosen_options(
+        ocr_mode=ocr_mode,
+        dpi=dpi,
+        tables=tables,
+        ocr_engine=ocr_engine,
+        table_engine=table_engine,
+        chart_engine=chart_engine,
+    )
     if settle_s:
         options["settle_s"] = settle_s
     try:

@@ -39,6 +39,11 @@ ENCRYPTED_MESSAGE = "the PDF is password-protected; submit it with its password"
 # holding it may call another that takes it.
 PDFIUM_LOCK = threading.RLock()
 
+# pypdf (the decrypted copy, the page-count probe) logs every repair it makes ("EOF
+# marker not found"); with no logging configured those land on stderr, where
+# `docintel process` promises one line per failed file. Our verdict says what matters.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
 
 def open_pdf(path: Path, password: str | None = None) -> pdfium.PdfDocument:
     """Open a PDF with PDFium, turning every way it can be unreadable into a ``DocumentError``.
@@ -108,7 +113,6 @@ def _digest(password: str) -> str:
 def _decrypt_with_pypdf(path: Path, password: str) -> bytes | None:
     from pypdf import PasswordType, PdfReader, PdfWriter
 
-    logging.getLogger("pypdf").setLevel(logging.ERROR)  # see _probe_pages
     reader = PdfReader(path, strict=False)
     if not reader.is_encrypted or reader.decrypt(password) == PasswordType.NOT_DECRYPTED:
         return None
@@ -167,10 +171,6 @@ def _probe_pages(path: Path) -> int | None:
             return None
         from pypdf import PdfReader
 
-        # pypdf logs every repair it makes ("EOF marker not found"); with no logging
-        # configured those land on stderr, where `docintel process` promises one
-        # line per failed file. The verdict we report says what matters.
-        logging.getLogger("pypdf").setLevel(logging.ERROR)
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted:
             return None

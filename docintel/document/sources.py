@@ -106,6 +106,10 @@ class DocumentSource(ABC):
     def close(self) -> None:
         """Release the file; safe to call twice."""
 
+    def check_structure(self) -> None:
+        """``CORRUPT`` if the file's structure cannot be trusted; nothing to check by default."""
+        return
+
     def check_page(self, number: int, dpi: int | None = None) -> tuple[int, int]:
         """Pixel size of page ``number``; ``PAGE_TOO_LARGE`` if over the pixel limit.
 
@@ -171,8 +175,7 @@ def open_source(
     try:
         if source.page_count == 0:
             raise DocumentError(ErrorCode.ZERO_PAGES, "the document has no pages")
-        if isinstance(source, PdfSource):
-            source.check_page_tree()
+        source.check_structure()
         if source.page_count > max_pages:
             raise DocumentError(
                 ErrorCode.TOO_MANY_PAGES,
@@ -242,7 +245,7 @@ class PdfSource(DocumentSource):
             raise ValueError("the source is closed")
         return self._pdf
 
-    def check_page_tree(self) -> None:
+    def check_structure(self) -> None:
         """``CORRUPT`` unless the last page the page tree counts can be found.
 
         PDFium takes the page count from the tree's /Count, which a file can set

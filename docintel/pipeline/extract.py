@@ -29,14 +29,15 @@ from docintel.document.table_finder import CROP_MARGIN, centre_in, crop_region
 from docintel.document.tables import Table
 from docintel.engines.base import EngineError, ExtractionEngine, RegionInput, RegionResult
 from docintel.engines.registry import NO_EXTRACTION, get_extraction_engine
+from docintel.errors import error_detail
 from docintel.geometry import BBox, RegionKind, TextLine
 from docintel.models import Extraction, ExtractionStatus, Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.leases import (
     Lease,
     LeaseKeeper,
+    NotLoaded,
     leave_to_lapse,
-    process_name,
     work_waiting,
     write_held,
 )
@@ -75,15 +76,9 @@ class _PageWork:
         return {self.engines[region.kind] for region in self.regions} - {NO_EXTRACTION}
 
 
-@dataclass(frozen=True, slots=True)
-class _NotHere:
-    """An engine this host cannot load (a driver, a package); another worker may."""
-
-    why: str
-
-
-# An engine ready to run; why it cannot run at all (its regions fail with it); or _NotHere.
-_Loaded = ExtractionEngine | str | _NotHere
+# An engine ready to run; why it cannot run at all (its regions fail with it); or why
+# it cannot load on this worker (its pages go to another).
+_Loaded = ExtractionEngine | str | NotLoaded
 
 
 def extract_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
@@ -107,7 +102,7 @@ def extract_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]
         not_here = {
             w.page_id: missing[0].why
             for w in work
-            if (missing := [e for n in w.needs() if isinstance(e := engines[n], _NotHere)])
+            if (missing := [e for n in w.needs() if isinstance(e := engines[n], NotLoaded)])
         }
         work = [w for w in work if w.page_id not in not_here]
         started = time.perf_counter()
@@ -116,11 +111,10 @@ def extract_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]
         per_page = (time.perf_counter() - started) / max(len(work), 1)
 
     # Rows name the engine as it names itself (a "module:factory" target has a name).
-    labels = {n: e.name for n, e in engines.items() if not isinstance(e, str | _NotHere)}
+    labels = {n: e.name for n, e in engines.items() if not isinstance(e, str | NotLoaded)}
     for page in work:
         _write_page(session, lease, page, results.get(page.page_id, {}), per_page, labels)
-    for why in set(not_here.values()):
-        leave_to_lapse(session, lease, [p for p, w in not_here.items() if w == why], why)
+    leave_to_lapse(session, lease, not_here)
     for document_id in sorted({w.document_id for w in work}):
         record_progress(session, document_id)
     return follow_ups
@@ -137,10 +131,7 @@ def _load(settings: Settings, names: set[str]) -> dict[str, _Loaded]:
             loaded[name] = str(error)  # a configuration no worker can run
         except Exception as error:
             log.exception("cannot load the %s extraction engine; its pages go elsewhere", name)
-            detail = f"{type(error).__name__}: {error}"[:500]
-            loaded[name] = _NotHere(
-                f"the {name} extraction engine did not load on {process_name()}: {detail}"
-            )
+            loaded[name] = NotLoaded.because(f"the {name} extraction engine", error)
     return loaded
 
 
@@ -213,7 +204,7 @@ def _extract_pages(
             batches.setdefault(name, []).append((page.page_id, region.extraction_id, crop))
     for name, batch in batches.items():
         engine = engines[name]
-        assert not isinstance(engine, str | _NotHere)  # sorted out above
+        assert not isinstance(engine, str | NotLoaded)  # sorted out above
         outputs = _run_isolating_failures(engine, [item for _, _, item in batch])
         for (page_id, extraction_id, _), output in zip(batch, outputs, strict=True):
             results[page_id][extraction_id] = output
@@ -238,10 +229,8 @@ def _run_isolating_failures(
             results.append(engine.extract([item])[0])
         except Exception as error:
             log.exception("extraction failed on one region")
-            detail = f"{type(error).__name__}: {error}"[:500]
-            results.append(
-                RegionResult("failed", error=f"the {engine.name} engine failed ({detail})")
-            )
+            failed = f"the {engine.name} engine failed ({error_detail(error)})"
+            results.append(RegionResult("failed", error=failed))
     return results
 
 

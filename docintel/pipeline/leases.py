@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Select, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from docintel.errors import error_detail
 from docintel.models import Document, DocumentStatus, Page, PageStatus
 from docintel.models.base import utcnow
 from docintel.settings import Settings
@@ -255,21 +256,37 @@ def write_held(session: Session, lease: Lease, page_id: int, values: dict[str, A
     return False
 
 
-def leave_to_lapse(session: Session, lease: Lease, page_ids: Sequence[int], why: str) -> None:
+@dataclass(frozen=True, slots=True)
+class NotLoaded:
+    """An engine this worker could not load (a driver, memory, a package); another
+    worker may. ``why`` names the engine, this process and the error."""
+
+    why: str
+
+    @classmethod
+    def because(cls, engine: str, error: BaseException) -> NotLoaded:
+        return cls(f"{engine} did not load on {process_name()}: {error_detail(error)}")
+
+
+def leave_to_lapse(session: Session, lease: Lease, notes: dict[int, str]) -> None:
     """Keep pages this worker cannot work on (their engine will not load here) until
-    the lease lapses, noting why on them.
+    the lease lapses, noting why on each (``notes``: page id to note).
 
     Not given back at once: the oldest waiting page would come straight back to the
     same worker, ahead of every other page. Lapsed, it goes to whichever worker
     claims next, at the cost of an attempt; a page no worker can load an engine for
     fails with ``timeout`` after ``DOCINTEL_MAX_PAGE_ATTEMPTS``, with this note.
     """
-    session.execute(
-        update(Page)
-        .where(Page.id.in_(page_ids), Page.claim_token == lease.token)
-        .values(error_message=why[:1000])
-        .execution_options(synchronize_session=False)
-    )
+    by_note: dict[str, list[int]] = {}
+    for page_id, why in notes.items():
+        by_note.setdefault(why, []).append(page_id)
+    for why, page_ids in by_note.items():
+        session.execute(
+            update(Page)
+            .where(Page.id.in_(page_ids), Page.claim_token == lease.token)
+            .values(error_message=why[:1000])
+            .execution_options(synchronize_session=False)
+        )
 
 
 def release(session: Session, lease: Lease) -> int:

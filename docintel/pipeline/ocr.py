@@ -19,16 +19,16 @@ from dataclasses import dataclass
 
 from PIL import Image
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from docintel.document.sources import PIL_DECODE_ERRORS
 from docintel.engines.base import EngineError, OcrEngine
 from docintel.engines.registry import get_ocr_engine, get_region_detector, has_region_detector
-from docintel.errors import DocumentError, ErrorCode
+from docintel.errors import DocumentError, ErrorCode, error_detail
 from docintel.geometry import Region, TextLine
 from docintel.models import Page, PageStatus, TextSource
 from docintel.pipeline.context import FollowUp, StageContext
-from docintel.pipeline.leases import LeaseKeeper, leave_to_lapse, process_name, work_waiting
+from docintel.pipeline.leases import LeaseKeeper, NotLoaded, leave_to_lapse, work_waiting
 from docintel.pipeline.page import extract_wake_up, ocr_wake_up
 from docintel.pipeline.page_results import (
     fail_held_page,
@@ -64,7 +64,12 @@ def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
     if lease is None:
         return []
     claimed = list(
-        session.scalars(select(Page).where(Page.id.in_(lease.page_ids)).order_by(Page.id))
+        session.scalars(
+            select(Page)
+            .where(Page.id.in_(lease.page_ids))
+            .options(selectinload(Page.document))  # their options: one query, not one a page
+            .order_by(Page.id)
+        )
     )
     options = {p.id: dict(p.document.options) for p in claimed}
     follow_ups = [
@@ -82,7 +87,7 @@ def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
     by_engine: dict[str, list[Page]] = {}
     for page in claimed:
         by_engine.setdefault(ocr_engine_for(settings, options[page.id]), []).append(page)
-    outcomes: dict[int, _Outcome | str] = {}
+    outcomes: dict[int, _Outcome | NotLoaded] = {}
     with LeaseKeeper(settings, lease):
         for name, pages in by_engine.items():
             wanted = {p.id: regions_wanted(settings, options[p.id]) for p in pages}
@@ -91,7 +96,7 @@ def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
     extract_queues: set[str] = set()
     for page in claimed:
         outcome = outcomes[page.id]
-        if isinstance(outcome, str):
+        if isinstance(outcome, NotLoaded):
             continue  # its engine cannot load here: left to lapse below
         if isinstance(outcome, DocumentError):
             fail_held_page(session, lease, page.id, outcome)
@@ -119,9 +124,8 @@ def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
             and regions
         ):
             extract_queues.add(waits_on)
-    for why in {o for o in outcomes.values() if isinstance(o, str)}:
-        unread = [page_id for page_id, outcome in outcomes.items() if outcome == why]
-        leave_to_lapse(session, lease, unread, why)
+    notes = {p: o.why for p, o in outcomes.items() if isinstance(o, NotLoaded)}
+    leave_to_lapse(session, lease, notes)
     follow_ups.extend(extract_wake_up(q) for q in sorted(extract_queues))
     _record_progress(session, claimed)
     return follow_ups
@@ -129,8 +133,8 @@ def ocr_batch(ctx: StageContext, queue: str | None = None) -> list[FollowUp]:
 
 def _read_with(
     ctx: StageContext, name: str, pages: Sequence[Page], wanted: dict[int, bool]
-) -> dict[int, _Outcome | str]:
-    """The pages read by engine ``name``; why not, for each, if it cannot load here."""
+) -> dict[int, _Outcome | NotLoaded]:
+    """The pages read by engine ``name``; ``NotLoaded`` for each if it cannot load here."""
     try:
         engine = get_ocr_engine(ocr_engine_config(ctx.settings, name))
     except EngineError as error:
@@ -139,8 +143,8 @@ def _read_with(
     except Exception as error:
         # A driver, memory or package this host lacks: another worker may have them.
         log.exception("cannot load the %s OCR engine; its pages go to another worker", name)
-        why = f"the {name} OCR engine did not load on {process_name()}: {_detail(error)}"
-        return {p.id: why for p in pages}
+        missing = NotLoaded.because(f"the {name} OCR engine", error)
+        return {p.id: missing for p in pages}
     outcomes = _read_pages(ctx, engine, name, pages, wanted)
     return {p.id: o for p, o in zip(pages, outcomes, strict=True)}
 
@@ -277,9 +281,5 @@ def _recognize_isolating_failures(
 
 def _ocr_error(error: Exception) -> DocumentError:
     return DocumentError(
-        ErrorCode.OCR_FAILED, f"the OCR engine failed on this page ({_detail(error)})"
+        ErrorCode.OCR_FAILED, f"the OCR engine failed on this page ({error_detail(error)})"
     )
-
-
-def _detail(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:500]

@@ -86,15 +86,13 @@ def ocr_engine_config(settings: Settings, name: str | None = None) -> EngineConf
     """
     name = name or settings.ocr_engine
     configured = name == settings.ocr_engine
-    model = settings.ocr_model if configured or name in GPU_ENGINES else ""
-    return EngineConfig(
-        name=name,
-        model=settings.engine_models.get(name, model),
-        device=settings.device,
-        dtype=settings.dtype,
+    return _config(
+        settings,
+        name,
+        model=settings.ocr_model if configured or name in GPU_ENGINES else "",
+        options=settings.ocr_options if configured else {},
         batch_size=settings.ocr_batch_size,
         threads=settings.ocr_threads,
-        options=frozen_options(settings.ocr_options if configured else {}),
     )
 
 
@@ -103,12 +101,31 @@ def extraction_config(settings: Settings, name: str) -> EngineConfig | None:
     if name == NO_EXTRACTION:
         return None
     configured = name in (settings.table_engine, settings.chart_engine)
-    model = settings.extract_model if name in GPU_ENGINES else ""
+    return _config(
+        settings,
+        name,
+        model=settings.extract_model if name in GPU_ENGINES else "",
+        options=settings.extract_options if configured else {},
+        batch_size=settings.extract_batch_size,
+    )
+
+
+def _config(
+    settings: Settings,
+    name: str,
+    *,
+    model: str,
+    options: dict[str, Any],
+    batch_size: int,
+    threads: int | None = None,
+) -> EngineConfig:
+    """``DOCINTEL_ENGINE_MODELS`` names the checkpoint of any engine it lists."""
     return EngineConfig(
         name=name,
         model=settings.engine_models.get(name, model),
         device=settings.device,
         dtype=settings.dtype,
-        batch_size=settings.extract_batch_size,
-        options=frozen_options(settings.extract_options if configured else {}),
+        batch_size=batch_size,
+        threads=threads,
+        options=frozen_options(options),
     )

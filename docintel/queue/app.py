@@ -9,11 +9,13 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from docintel.pipeline.routing import CPU, GPU
 from docintel.queue.signals import install as install_signals
 from docintel.settings import Settings, get_settings
 
-CPU_QUEUE = "cpu"
-GPU_QUEUE = "gpu"
+CPU_QUEUE, GPU_QUEUE = CPU, GPU
+# One Redis list per priority step (kombu's priority_steps).
+PRIORITY_LEVELS = 10
 
 
 def configure(app: Celery, settings: Settings) -> None:
@@ -42,7 +44,7 @@ def configure(app: Celery, settings: Settings) -> None:
             "visibility_timeout": settings.visibility_timeout_s,
             # One Redis list per priority, 0 popped first (docintel.pipeline.priority);
             # the default steps would fold the ten levels into four.
-            "priority_steps": list(range(10)),
+            "priority_steps": list(range(PRIORITY_LEVELS)),
             "sep": ":",
         },
         broker_connection_retry_on_startup=True,

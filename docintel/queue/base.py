@@ -23,7 +23,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from docintel.db import session_scope
-from docintel.errors import DocumentError, ErrorCode
+from docintel.errors import DocumentError, ErrorCode, error_detail
 from docintel.pipeline.context import FollowUp, StageContext
 from docintel.pipeline.leases import Lease, forget_held_here, release
 from docintel.pipeline.priority import TASK_PRIORITY
@@ -114,7 +114,7 @@ def _task_identity() -> tuple[str, int]:
 
 
 def _gave_up(error: BaseException, retries: int) -> DocumentError:
-    detail = f"{type(error).__name__}: {error}"[:500]
+    detail = error_detail(error)
     return DocumentError(
         ErrorCode.INTERNAL, f"still failing after {retries} retries with backoff ({detail})"
     )
@@ -172,7 +172,7 @@ def as_document_error(error: BaseException) -> DocumentError:
         return error
     if isinstance(error, SoftTimeLimitExceeded):
         return DocumentError(ErrorCode.TIMEOUT, "the stage ran past its time limit")
-    detail = f"{type(error).__name__}: {error}"[:500]
+    detail = error_detail(error)
     return DocumentError(ErrorCode.INTERNAL, f"unexpected error ({detail})")
 
 

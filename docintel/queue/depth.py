@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from docintel.queue.app import CPU_QUEUE, GPU_QUEUE
+from docintel.queue.app import CPU_QUEUE, GPU_QUEUE, PRIORITY_LEVELS
 from docintel.settings import Settings
-
-PRIORITY_LEVELS = 10  # docintel.queue.app: one Redis list per priority step
 
 
 def queue_lengths(settings: Settings) -> dict[str, int]:
@@ -27,5 +25,5 @@ def queue_lengths(settings: Settings) -> dict[str, int]:
             counts = pipe.execute()
     finally:
         client.close()
-    per_queue = PRIORITY_LEVELS
-    return {q: sum(counts[i * per_queue : (i + 1) * per_queue]) for i, q in enumerate(queues)}
+    n = PRIORITY_LEVELS
+    return {q: sum(counts[i * n : (i + 1) * n]) for i, q in enumerate(queues)}

@@ -65,7 +65,6 @@ def sweep_task() -> None:
 def scan_sources_task() -> None:
     # Sent by beat. Overlapping scans (two beats, a slow scan) import each file once.
     from docintel.ingestion.scan import scan_all
-    from docintel.settings import get_settings
 
     scan_all(get_settings())
 

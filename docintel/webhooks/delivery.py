@@ -23,6 +23,7 @@ import httpx
 from sqlalchemy import select
 
 from docintel.db import lock_row, session_scope
+from docintel.errors import error_detail
 from docintel.models.webhooks import WebhookDelivery, WebhookStatus
 from docintel.pipeline.leases import db_now
 from docintel.settings import Settings
@@ -124,10 +125,10 @@ def _post(settings: Settings, claimed: _Claimed) -> _Answer:
     try:
         status, excerpt = _send(settings, target, body, headers)
     except httpx.HTTPError as error:
-        return _Answer(error=f"{type(error).__name__}: {error}"[:_ERROR_CHARS])
+        return _Answer(error=error_detail(error, _ERROR_CHARS))
     except Exception as error:  # whatever else: recorded on the delivery, never lost
         log.warning("webhook %s: %s", claimed.id, error, exc_info=True)
-        return _Answer(error=f"{type(error).__name__}: {error}"[:_ERROR_CHARS])
+        return _Answer(error=error_detail(error, _ERROR_CHARS))
     if 200 <= status < 300:
         return _Answer(status_code=status)
     return _Answer(status_code=status, error=f"HTTP {status}: {excerpt}"[:_ERROR_CHARS])

@@ -6,6 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from docintel.api.deps import Db, authorized
 from docintel.api.problems import Problem
@@ -23,10 +24,7 @@ def get_document_job(document_id: uuid.UUID, db: Db) -> JobView:
     doc = db.get(Document, document_id)
     if doc is None:
         raise Problem(404, "not found", f"no document {document_id}")
-    job = db.scalar(
-        select(Job).where(Job.document_id == document_id).order_by(Job.started_at.desc())
-    )
-    return JobView.of(doc, job)
+    return JobView.of(doc, _latest_job(db, document_id))
 
 
 @router.get("/jobs/{job_id}")
@@ -42,6 +40,10 @@ def get_job(job_id: uuid.UUID, db: Db) -> JobView:
 def latest_job_id(settings: Settings, doc_id: uuid.UUID) -> uuid.UUID | None:
     """The document's newest run (none for a file refused at the door)."""
     with session_scope(settings.database_url) as session:
-        return session.scalar(
-            select(Job.id).where(Job.document_id == doc_id).order_by(Job.started_at.desc()).limit(1)
-        )
+        job = _latest_job(session, doc_id)
+        return None if job is None else job.id
+
+
+def _latest_job(session: Session, doc_id: uuid.UUID) -> Job | None:
+    query = select(Job).where(Job.document_id == doc_id).order_by(Job.started_at.desc())
+    return session.scalar(query.limit(1))
