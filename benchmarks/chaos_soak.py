@@ -168,8 +168,12 @@ def _kill_one(settings: Any, live: list[Worker], *, sweeper_turn: bool) -> Kill:
         holders = session.execute(
             select(Page.id, Page.claimed_by).where(Page.claim_token.is_not(None))
         ).all()
+    holder_pids = {by.rsplit(":", 1)[-1] for _, by in holders if by}
     sweeper = next((w for w in live if swept_by and swept_by.endswith(f":{w.proc.pid}")), None)
-    victim = sweeper if sweeper_turn and sweeper is not None else random.choice(live)
+    # Otherwise a worker in the middle of work, if any: a kill of an idle replacement
+    # that has not taken a page yet tests nothing.
+    busy = [w for w in live if w.pids() & holder_pids] or live
+    victim = sweeper if sweeper_turn and sweeper is not None else random.choice(busy)
     pids = victim.pids()
     held = {page_id: None for page_id, by in holders if by and by.rsplit(":", 1)[-1] in pids}
     victim.signal(signal.SIGKILL)
